@@ -1,0 +1,36 @@
+# customstream: make run starts everything; make test runs every test.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin/customstream
+
+.PHONY: build run test test-unit lint bench clean redis-server
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customstream
+
+# Web and worker in one process, with an embedded Redis: nothing to install.
+run: build
+	CUSTOMSTREAM_ADDR=$${CUSTOMSTREAM_ADDR:-:8000} CUSTOMSTREAM_DATA_DIR=$${CUSTOMSTREAM_DATA_DIR:-./data} ./$(BIN) all
+
+# Every test, including the integration tests that start real processes
+# against a real redis-server (installed here when missing and root).
+test: redis-server
+	$(GO) test -race -count=1 ./...
+
+# Unit tests only: no processes, no redis-server.
+test-unit:
+	$(GO) test -short -count=1 ./...
+
+redis-server:
+	@scripts/ensure-redis
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

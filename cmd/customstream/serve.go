@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/config"
+	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/progress"
+	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/internal/web"
+	"github.com/customstream/customstream/jobs"
+)
+
+// requeueEvery is how often the web process checks that every unfinished
+// job is still known to Redis.
+const requeueEvery = 30 * time.Second
+
+// serve runs cmd ("all", "web" or "worker") until SIGINT or SIGTERM.
+func serve(cmd string, cfg *config.Config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	redisURL := cfg.RedisURL
+	if redisURL == "" {
+		if cmd != "all" {
+			return fmt.Errorf("REDIS_URL is required for %q (only \"customstream all\" embeds a Redis server)", cmd)
+		}
+		m, err := startEmbeddedRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		redisURL = "redis://" + m.Addr()
+		log.Info("Started the embedded Redis server", slog.String("addr", m.Addr()))
+	}
+	connOpt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	redisOpt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(redisOpt)
+	defer rdb.Close()
+	queue := asynq.NewClient(connOpt)
+	defer queue.Close()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	b, err := blobs.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	tracker := progress.New(rdb)
+
+	var servers []*asynq.Server
+	defer func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	}()
+	if cmd == "all" || cmd == "worker" {
+		srv, err := startWorker(cfg, connOpt, b, tracker, queue, log)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, srv)
+	}
+	if cmd == "worker" {
+		log.Info("Worker started", slog.Int("concurrency", cfg.WorkerConcurrency), slog.String("data_dir", cfg.DataDir))
+		<-ctx.Done()
+		log.Info("Worker stopping")
+		return nil
+	}
+	return runWeb(ctx, cfg, connOpt, rdb, queue, b, tracker, &servers, log)
+}
+
+func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store, tracker *progress.Tracker, queue *asynq.Client, log *slog.Logger) (*asynq.Server, error) {
+	srv := asynq.NewServer(connOpt, asynq.Config{
+		Concurrency:     cfg.WorkerConcurrency,
+		Queues:          jobs.WorkerQueues(),
+		Logger:          jobs.Logger(log),
+		LogLevel:        asynq.WarnLevel,
+		ShutdownTimeout: 20 * time.Second,
+	})
+	mux := asynq.NewServeMux()
+	jobs.RegisterWorker(mux, &jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log}, log)
+	if err := srv.Start(mux); err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	return srv, nil
+}
+
+func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, rdb *redis.Client, queue *asynq.Client,
+	b *blobs.Store, tracker *progress.Tracker, servers *[]*asynq.Server, log *slog.Logger) error {
+	st, err := store.Open(filepath.Join(cfg.DataDir, "customstream.db"), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	pub, err := publish.New(cfg.DataDir, b, log)
+	if err != nil {
+		return err
+	}
+	svc := images.NewService(st, b, pub, log)
+	if err := svc.CleanStaging(); err != nil {
+		return err
+	}
+	// Rebuild the tree from the records: a crash mid-publish leaves at most
+	// unreferenced files, which this removes.
+	if err := svc.Republish(); err != nil {
+		return err
+	}
+	token, err := apiToken(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	results := asynq.NewServer(connOpt, asynq.Config{
+		Concurrency: 1, // results are small; one at a time keeps publishes ordered
+		Queues:      jobs.WebQueues(),
+		Logger:      jobs.Logger(log),
+		LogLevel:    asynq.WarnLevel,
+	})
+	mux := asynq.NewServeMux()
+	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc}, log)
+	if err := results.Start(mux); err != nil {
+		return fmt.Errorf("start result consumer: %w", err)
+	}
+	*servers = append(*servers, results)
+
+	insp := asynq.NewInspector(connOpt)
+	defer insp.Close()
+	go requeueLoop(ctx, st, insp, queue, log)
+
+	app := web.New(web.Deps{
+		Config: cfg, Store: st, Blobs: b, Images: svc, Publisher: pub, Queue: queue, Progress: tracker,
+		Redis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		APIToken: token, Version: version, Log: log,
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listen(cfg.Addr) }()
+	log.Info("Web server started", slog.String("addr", cfg.Addr), slog.String("data_dir", cfg.DataDir))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	case <-ctx.Done():
+	}
+	log.Info("Web server stopping")
+	return app.ShutdownWithTimeout(10 * time.Second)
+}
+
+// requeueLoop enqueues again the unfinished jobs Redis lost, at start and
+// then periodically.
+func requeueLoop(ctx context.Context, st *store.Store, insp *asynq.Inspector, queue *asynq.Client, log *slog.Logger) {
+	t := time.NewTicker(requeueEvery)
+	defer t.Stop()
+	for {
+		unfinished, err := st.UnfinishedJobs()
+		if err == nil {
+			_, err = jobs.Requeue(ctx, insp, queue, unfinished, log)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("Unable to requeue unfinished jobs", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// apiToken returns the configured token, or the one stored in the data
+// directory, generating (and logging once) a new one at first start.
+func apiToken(cfg *config.Config, log *slog.Logger) (string, error) {
+	if cfg.APIToken != "" {
+		return cfg.APIToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, "api-token")
+	data, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(data))) >= 16 {
+		return strings.TrimSpace(string(data)), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	token := hex.EncodeToString(buf)
+	if err := publish.WriteFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	log.Info("Generated an API token; it is stored in the data directory", slog.String("token", token), slog.String("file", path))
+	return token, nil
+}
+
+// startEmbeddedRedis starts miniredis on loopback. Its clock only moves when
+// told, so a goroutine advances it and keys with a TTL expire.
+func startEmbeddedRedis(ctx context.Context) (*miniredis.Miniredis, error) {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("embedded redis: %w", err)
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				m.SetTime(now)
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return m, nil
+}

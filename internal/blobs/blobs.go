@@ -1,0 +1,217 @@
+// Package blobs is the content-addressed file store: every file is kept once,
+// named by its sha256, and enters the store only from staging on the same
+// filesystem, so a commit is a link and never a copy.
+package blobs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Store keeps blobs under DIR/blobs/sha256/ab/abcdef… and staging under DIR/staging.
+type Store struct {
+	blobDir    string
+	stagingDir string
+}
+
+// Open creates the directories under dataDir when missing.
+func Open(dataDir string) (*Store, error) {
+	s := &Store{
+		blobDir:    filepath.Join(dataDir, "blobs", "sha256"),
+		stagingDir: filepath.Join(dataDir, "staging"),
+	}
+	for _, d := range []string{s.blobDir, s.stagingDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("blobs: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// ValidSum reports whether sum is 64 lowercase hex digits.
+func ValidSum(sum string) bool {
+	if len(sum) != 64 {
+		return false
+	}
+	for _, r := range sum {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Path is where the blob with this sha256 lives (it may not exist).
+func (s *Store) Path(sum string) string {
+	return filepath.Join(s.blobDir, sum[:2], sum)
+}
+
+// Has returns the blob's size when it is in the store.
+func (s *Store) Has(sum string) (int64, bool) {
+	if !ValidSum(sum) {
+		return 0, false
+	}
+	fi, err := os.Stat(s.Path(sum))
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, false
+	}
+	return fi.Size(), true
+}
+
+// StagingDir returns (and creates) staging/sub, where one kind of work keeps
+// its partial files.
+func (s *Store) StagingDir(sub string) (string, error) {
+	d := filepath.Join(s.stagingDir, sub)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", fmt.Errorf("staging: %w", err)
+	}
+	return d, nil
+}
+
+// Commit links a staged file whose sha256 the caller has computed into the
+// store. The staged file stays, so a retried job can commit it again; an
+// existing blob with the same sum is kept as it is.
+func (s *Store) Commit(stagedPath, sum string) error {
+	if !ValidSum(sum) {
+		return fmt.Errorf("commit %s: invalid sha256 %q", stagedPath, sum)
+	}
+	if _, ok := s.Has(sum); ok {
+		return nil
+	}
+	dst := s.Path(sum)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("commit %s: %w", sum, err)
+	}
+	// Blobs are shared by every version and hard-linked into publish/:
+	// read-only guards them against an accidental write through any link.
+	if err := os.Chmod(stagedPath, 0o444); err != nil {
+		return fmt.Errorf("commit %s: %w", sum, err)
+	}
+	if err := os.Link(stagedPath, dst); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("commit %s: %w", sum, err)
+	}
+	return nil
+}
+
+// Remove deletes the blob; a missing blob is not an error.
+func (s *Store) Remove(sum string) error {
+	if !ValidSum(sum) {
+		return fmt.Errorf("remove: invalid sha256 %q", sum)
+	}
+	if err := os.Remove(s.Path(sum)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob %s: %w", sum, err)
+	}
+	return nil
+}
+
+// Sums lists every blob in the store.
+func (s *Store) Sums() ([]string, error) {
+	var sums []string
+	err := filepath.WalkDir(s.blobDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && ValidSum(d.Name()) {
+			sums = append(sums, d.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list blobs: %w", err)
+	}
+	return sums, nil
+}
+
+// GC removes every blob that used does not name and returns how many bytes it freed.
+func (s *Store) GC(used map[string]bool) (int64, error) {
+	sums, err := s.Sums()
+	if err != nil {
+		return 0, err
+	}
+	var freed int64
+	for _, sum := range sums {
+		if used[sum] {
+			continue
+		}
+		if size, ok := s.Has(sum); ok {
+			freed += size
+		}
+		if err := s.Remove(sum); err != nil {
+			return freed, err
+		}
+	}
+	return freed, nil
+}
+
+// CleanStaging removes files in staging/sub for which keep returns false,
+// the leftovers of uploads or downloads that a crash interrupted.
+func (s *Store) CleanStaging(sub string, keep func(path string) bool) (int, error) {
+	dir, err := s.StagingDir(sub)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("clean staging: %w", err)
+	}
+	removed := 0
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if keep(p) {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return removed, fmt.Errorf("clean staging: %w", err)
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// InStaging reports whether p lies inside the staging directory, so a path
+// from a job payload cannot point anywhere else.
+func (s *Store) InStaging(p string) bool {
+	rel, err := filepath.Rel(s.stagingDir, filepath.Clean(p))
+	return err == nil && rel != "." && !strings.HasPrefix(rel, "..") && !filepath.IsAbs(rel)
+}
+
+// hashBufSize is large enough that sha256 (SHA-NI, ~1 GB/s) and not the
+// syscalls dominates.
+const hashBufSize = 1 << 20
+
+// HashFile returns the sha256 and size of the file at path, calling progress
+// with the bytes read so far (progress may be nil).
+func HashFile(path string, progress func(done int64)) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("hash: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, hashBufSize)
+	var done int64
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			done += int64(n)
+			if progress != nil {
+				progress(done)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", 0, fmt.Errorf("hash %s: %w", path, err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), done, nil
+}

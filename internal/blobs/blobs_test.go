@@ -1,0 +1,111 @@
+package blobs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func stage(t *testing.T, s *Store, name string, data []byte) string {
+	t.Helper()
+	dir, err := s.StagingDir("test")
+	require.NoError(t, err)
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, data, 0o644))
+	return p
+}
+
+func sumOf(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}
+
+func TestHashCommitAndHas(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	data := []byte("kernel bytes")
+	p := stage(t, s, "k", data)
+
+	var last int64
+	sum, size, err := HashFile(p, func(done int64) { last = done })
+	require.NoError(t, err)
+	assert.Equal(t, sumOf(data), sum)
+	assert.Equal(t, int64(len(data)), size)
+	assert.Equal(t, size, last)
+
+	_, ok := s.Has(sum)
+	assert.False(t, ok)
+	require.NoError(t, s.Commit(p, sum))
+	got, ok := s.Has(sum)
+	require.True(t, ok)
+	assert.Equal(t, size, got)
+	content, err := os.ReadFile(s.Path(sum))
+	require.NoError(t, err)
+	assert.Equal(t, data, content)
+
+	// Committing the same content again (a retried job) is fine.
+	p2 := stage(t, s, "k2", data)
+	require.NoError(t, s.Commit(p2, sum))
+}
+
+func TestCommitRejectsBadSum(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	p := stage(t, s, "x", []byte("x"))
+	for _, bad := range []string{"", "../../etc", "ABCDEF", sumOf([]byte("x"))[:63] + "G"} {
+		assert.Error(t, s.Commit(p, bad), bad)
+	}
+}
+
+func TestGCKeepsUsed(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	a, b := []byte("aaa"), []byte("bbbb")
+	require.NoError(t, s.Commit(stage(t, s, "a", a), sumOf(a)))
+	require.NoError(t, s.Commit(stage(t, s, "b", b), sumOf(b)))
+
+	freed, err := s.GC(map[string]bool{sumOf(a): true})
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(b)), freed)
+	_, okA := s.Has(sumOf(a))
+	_, okB := s.Has(sumOf(b))
+	assert.True(t, okA)
+	assert.False(t, okB)
+}
+
+func TestCleanStaging(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	keep := stage(t, s, "keep", []byte("1"))
+	drop := stage(t, s, "drop", []byte("2"))
+	n, err := s.CleanStaging("test", func(p string) bool { return p == keep })
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.FileExists(t, keep)
+	assert.NoFileExists(t, drop)
+}
+
+func TestInStaging(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	require.NoError(t, err)
+	tests := []struct {
+		path string
+		want bool
+	}{
+		{filepath.Join(dir, "staging", "uploads", "x"), true},
+		{filepath.Join(dir, "staging"), false},
+		{filepath.Join(dir, "staging", "..", "customstream.db"), false},
+		{"/etc/passwd", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			assert.Equal(t, tt.want, s.InStaging(tt.path))
+		})
+	}
+}

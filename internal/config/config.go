@@ -1,0 +1,188 @@
+// Package config reads customstream's settings from the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Config holds every setting; both processes load the same one.
+type Config struct {
+	// Addr is where the web process listens (CUSTOMSTREAM_ADDR).
+	Addr string
+	// DataDir holds the database, blobs, staging and the published tree.
+	DataDir string
+	// RedisURL is the Redis the processes share; empty means embedded (all only).
+	RedisURL string
+	// PublicURL is the base URL MAAS uses to reach this server; empty means
+	// the request's own host is shown on the setup page.
+	PublicURL string
+	// APIToken is the bearer token for /api; empty means generated and stored.
+	APIToken string
+	// AdminPassword is reserved for the portal login.
+	AdminPassword string
+	// MaxUploadSize caps one uploaded file, in bytes.
+	MaxUploadSize int64
+	// WorkerConcurrency is how many jobs one worker runs at once.
+	WorkerConcurrency int
+	// LogFormat is "text" or "json"; LogLevel is debug, info, warn or error.
+	LogFormat string
+	LogLevel  string
+}
+
+type setting struct {
+	env  string
+	def  string
+	help string
+	set  func(c *Config, v string) error
+}
+
+// settings is the one table of environment variables, their defaults and parsers.
+var settings = []setting{
+	{"CUSTOMSTREAM_ADDR", ":8000", "listen address, host:port", func(c *Config, v string) error {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("want host:port such as :8000 or 127.0.0.1:8000")
+		}
+		c.Addr = v
+		return nil
+	}},
+	{"CUSTOMSTREAM_DATA_DIR", "./data", "data directory", func(c *Config, v string) error {
+		c.DataDir = v
+		return nil
+	}},
+	{"REDIS_URL", "", "redis://host:port/db; empty starts an embedded server (customstream all only)", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return fmt.Errorf("want redis://host:port[/db], got %q", v)
+		}
+		c.RedisURL = v
+		return nil
+	}},
+	{"CUSTOMSTREAM_PUBLIC_URL", "", "URL MAAS uses to reach this server", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("want an http:// or https:// URL, got %q", v)
+		}
+		c.PublicURL = strings.TrimRight(v, "/")
+		return nil
+	}},
+	{"CUSTOMSTREAM_API_TOKEN", "", "API bearer token; empty generates one in the data dir", func(c *Config, v string) error {
+		if v != "" && len(v) < 16 {
+			return fmt.Errorf("must be at least 16 characters")
+		}
+		c.APIToken = v
+		return nil
+	}},
+	{"CUSTOMSTREAM_ADMIN_PASSWORD", "", "portal admin password", func(c *Config, v string) error {
+		c.AdminPassword = v
+		return nil
+	}},
+	{"CUSTOMSTREAM_MAX_UPLOAD", "64GiB", "largest accepted file, e.g. 20GiB or 500MiB", func(c *Config, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n < 1024 {
+			return fmt.Errorf("must be at least 1KiB")
+		}
+		c.MaxUploadSize = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_WORKER_CONCURRENCY", "4", "jobs a worker runs at once", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 256 {
+			return fmt.Errorf("want a whole number from 1 to 256, got %q", v)
+		}
+		c.WorkerConcurrency = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_LOG_FORMAT", "text", "text or json", func(c *Config, v string) error {
+		if v != "text" && v != "json" {
+			return fmt.Errorf("want text or json, got %q", v)
+		}
+		c.LogFormat = v
+		return nil
+	}},
+	{"CUSTOMSTREAM_LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
+		switch v {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = v
+			return nil
+		}
+		return fmt.Errorf("want debug, info, warn or error, got %q", v)
+	}},
+}
+
+// Load reads the environment through getenv (os.Getenv in production) and
+// returns every problem at once, so an admin fixes them in one go.
+func Load(getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := &Config{}
+	var errs []error
+	for _, s := range settings {
+		v := strings.TrimSpace(getenv(s.env))
+		if v == "" {
+			v = s.def
+		}
+		if err := s.set(c, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	return c, nil
+}
+
+// Help lists the environment variables with their defaults, for --help.
+func Help() string {
+	var b strings.Builder
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(&b, "  %-32s %s [default %s]\n", s.env, s.help, def)
+	}
+	return b.String()
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"TIB", 1 << 40}, {"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
+	{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1},
+}
+
+// ParseSize reads "64GiB", "500MB", "1048576" and the like.
+func ParseSize(s string) (int64, error) {
+	u := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, unit := range sizeUnits {
+		if strings.HasSuffix(u, unit.suffix) {
+			u = strings.TrimSpace(strings.TrimSuffix(u, unit.suffix))
+			mult = unit.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(u, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("want a size such as 64GiB or 500MiB, got %q", s)
+	}
+	return n * mult, nil
+}

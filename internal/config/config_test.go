@@ -1,0 +1,92 @@
+package config
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(envOf(nil))
+	require.NoError(t, err)
+	assert.Equal(t, ":8000", c.Addr)
+	assert.Equal(t, "./data", c.DataDir)
+	assert.Equal(t, "", c.RedisURL)
+	assert.Equal(t, int64(64<<30), c.MaxUploadSize)
+	assert.Equal(t, 4, c.WorkerConcurrency)
+	assert.Equal(t, "text", c.LogFormat)
+}
+
+func TestLoadValues(t *testing.T) {
+	c, err := Load(envOf(map[string]string{
+		"CUSTOMSTREAM_ADDR":       "127.0.0.1:9000",
+		"REDIS_URL":               "redis://127.0.0.1:6379/2",
+		"CUSTOMSTREAM_PUBLIC_URL": "http://mirror.example:8000/",
+		"CUSTOMSTREAM_MAX_UPLOAD": "500MiB",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9000", c.Addr)
+	assert.Equal(t, "redis://127.0.0.1:6379/2", c.RedisURL)
+	assert.Equal(t, "http://mirror.example:8000", c.PublicURL)
+	assert.Equal(t, int64(500<<20), c.MaxUploadSize)
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, env, value, want string
+	}{
+		{"addr", "CUSTOMSTREAM_ADDR", "8000", "CUSTOMSTREAM_ADDR: want host:port"},
+		{"redis scheme", "REDIS_URL", "http://x:1", "REDIS_URL: want redis://"},
+		{"public url", "CUSTOMSTREAM_PUBLIC_URL", "mirror.example", "CUSTOMSTREAM_PUBLIC_URL: want an http://"},
+		{"short token", "CUSTOMSTREAM_API_TOKEN", "abc", "CUSTOMSTREAM_API_TOKEN: must be at least 16"},
+		{"max upload", "CUSTOMSTREAM_MAX_UPLOAD", "lots", "CUSTOMSTREAM_MAX_UPLOAD: want a size"},
+		{"concurrency", "CUSTOMSTREAM_WORKER_CONCURRENCY", "0", "CUSTOMSTREAM_WORKER_CONCURRENCY: want a whole number"},
+		{"log format", "CUSTOMSTREAM_LOG_FORMAT", "xml", "CUSTOMSTREAM_LOG_FORMAT: want text or json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(envOf(map[string]string{tt.env: tt.value}))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	_, err := Load(envOf(map[string]string{"CUSTOMSTREAM_ADDR": "x", "CUSTOMSTREAM_LOG_LEVEL": "loud"}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "CUSTOMSTREAM_ADDR")
+	assert.Contains(t, err.Error(), "CUSTOMSTREAM_LOG_LEVEL")
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"1024", 1024, true},
+		{"64GiB", 64 << 30, true},
+		{"2gb", 2e9, true},
+		{"10M", 10 << 20, true},
+		{"-1", 0, false},
+		{"GiB", 0, false},
+		{"99999999999TiB", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseSize(tt.in)
+			if !tt.ok {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

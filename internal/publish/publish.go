@@ -1,0 +1,371 @@
+// Package publish turns the image records into a simplestreams tree under
+// DATA/publish, atomically: item files are hard-linked from the blob store,
+// product files are written next, the index last, and files the new index no
+// longer names are removed only after it is in place.
+package publish
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/simplestreams"
+	"github.com/customstream/customstream/internal/store"
+)
+
+// Paths of the stream documents, relative to the mirror root.
+const (
+	StreamsDir   = "streams/v1"
+	IndexPath    = "streams/v1/index.json"
+	ProductsPath = "streams/v1/products.json"
+	// ProductsContentID is the content id of products.json, which lists
+	// every uploaded product for tools of the original customstream.
+	ProductsContentID = "com.customstream:uploads"
+)
+
+// Entry is one published file.
+type Entry struct {
+	SHA256 string
+	Size   int64
+}
+
+// Result describes one publish.
+type Result struct {
+	Versions int
+	Files    int
+	Took     time.Duration
+}
+
+// Publisher owns the publish directory.
+type Publisher struct {
+	dir   string
+	blobs *blobs.Store
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu    sync.Mutex // one publish at a time
+	files atomic.Pointer[map[string]Entry]
+}
+
+// New returns a publisher writing under dataDir/publish.
+func New(dataDir string, b *blobs.Store, log *slog.Logger) (*Publisher, error) {
+	p := &Publisher{dir: filepath.Join(dataDir, "publish"), blobs: b, log: log, now: time.Now}
+	if err := os.MkdirAll(filepath.Join(p.dir, StreamsDir), 0o755); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	empty := map[string]Entry{}
+	p.files.Store(&empty)
+	return p, nil
+}
+
+// Dir is the root of the published tree.
+func (p *Publisher) Dir() string { return p.dir }
+
+// Lookup returns the published file at rel (relative to the mirror root):
+// a document or an item of a published version; nothing else is found.
+func (p *Publisher) Lookup(rel string) (Entry, bool) {
+	e, ok := (*p.files.Load())[rel]
+	return e, ok
+}
+
+// Publish rebuilds the tree from imgs; only ready versions are published.
+func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	start := time.Now()
+	updated := simplestreams.FormatTime(p.now())
+
+	docs, files, err := build(imgs, updated)
+	if err != nil {
+		return nil, err
+	}
+	for rel, e := range files {
+		if err := p.link(rel, e.SHA256); err != nil {
+			return nil, err
+		}
+	}
+	items := len(files)
+	// served is every file a client may fetch: items and documents.
+	served := make(map[string]Entry, len(files)+len(docs)+1)
+	for k, v := range files {
+		served[k] = v
+	}
+	index := simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{}}
+	keep := map[string]bool{IndexPath: true}
+	for _, doc := range docs {
+		rel := docPath(doc.ContentID)
+		if doc.ContentID == ProductsContentID {
+			rel = ProductsPath
+		}
+		e, err := p.writeJSON(rel, doc, &doc.Updated, updated)
+		if err != nil {
+			return nil, err
+		}
+		if doc.ContentID != ProductsContentID {
+			index.Index[doc.ContentID] = simplestreams.IndexEntry{
+				DataType: doc.DataType, Format: doc.Format, Path: rel,
+				Products: doc.ProductIDs(), Updated: doc.Updated,
+			}
+		}
+		served[rel] = e
+		keep[rel] = true
+	}
+	// While the index switches, serve both the old and the new files.
+	union := make(map[string]Entry, len(served))
+	for k, v := range *p.files.Load() {
+		union[k] = v
+	}
+	for k, v := range served {
+		union[k] = v
+	}
+	p.files.Store(&union)
+	e, err := p.writeJSON(IndexPath, &index, &index.Updated, updated)
+	if err != nil {
+		return nil, err
+	}
+	served[IndexPath] = e
+	p.files.Store(&served)
+	for rel := range files {
+		keep[rel] = true
+	}
+	if err := p.prune(keep); err != nil {
+		return nil, err
+	}
+	versions := 0
+	for _, doc := range docs {
+		if doc.ContentID == ProductsContentID {
+			continue
+		}
+		for _, prod := range doc.Products {
+			versions += len(prod.Versions)
+		}
+	}
+	res := &Result{Versions: versions, Files: items, Took: time.Since(start)}
+	p.log.Info("Published stream", slog.Int("versions", res.Versions), slog.Int("files", res.Files), slog.Duration("took", res.Took))
+	return res, nil
+}
+
+// build groups ready images into product documents, one per content id,
+// plus products.json for uploads; no document is ever empty.
+func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[string]Entry, error) {
+	byContent := map[string]*simplestreams.Products{}
+	files := map[string]Entry{}
+	add := func(contentID string, img *store.Image) error {
+		doc := byContent[contentID]
+		if doc == nil {
+			doc = &simplestreams.Products{ContentID: contentID, DataType: simplestreams.DataTypeIDs,
+				Format: simplestreams.FormatProducts, Updated: updated, Products: map[string]simplestreams.Product{}}
+			byContent[contentID] = doc
+		}
+		prod, ok := doc.Products[img.ProductID]
+		if !ok {
+			prod = simplestreams.Product{Fields: ProductFields(img), Versions: map[string]simplestreams.Version{}}
+			if img.SupportEOL == "" {
+				prod.NullFields = []string{"support_eol"}
+			}
+		}
+		ver := simplestreams.Version{Items: map[string]simplestreams.Item{}}
+		for _, it := range img.Items {
+			ver.Items[it.Name] = simplestreams.Item{FType: it.FType, Path: it.Path, SHA256: it.SHA256, Size: it.Size}
+			if prev, ok := files[it.Path]; ok && prev.SHA256 != it.SHA256 {
+				return fmt.Errorf("publish: path %s names two different files", it.Path)
+			}
+			files[it.Path] = Entry{SHA256: it.SHA256, Size: it.Size}
+		}
+		prod.Versions[img.VersionName] = ver
+		doc.Products[img.ProductID] = prod
+		return nil
+	}
+	for i := range imgs {
+		img := &imgs[i]
+		if img.Status != store.StatusReady {
+			continue
+		}
+		if err := add(img.ContentID, img); err != nil {
+			return nil, nil, err
+		}
+		if img.Origin == store.OriginUpload {
+			if err := add(ProductsContentID, img); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	ids := make([]string, 0, len(byContent))
+	for id := range byContent {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	docs := make([]*simplestreams.Products, 0, len(ids))
+	for _, id := range ids {
+		docs = append(docs, byContent[id])
+	}
+	return docs, files, nil
+}
+
+// ProductFields are the product-level fields MAAS reads for an image.
+func ProductFields(img *store.Image) map[string]string {
+	f := map[string]string{
+		"os": img.OS, "arch": img.Arch, "release": img.Release, "release_title": img.ReleaseTitle,
+		"label": img.Label, "subarch": img.Subarch, "subarches": img.Subarches, "version": img.Version,
+	}
+	if img.Kind == store.KindBoot {
+		f["kflavor"] = img.Kflavor
+		f["krel"] = img.Release
+	}
+	if img.Kind == store.KindBoot || img.ReleaseCodename != "" {
+		f["release_codename"] = img.ReleaseCodename
+	}
+	if img.SupportEOL != "" {
+		f["support_eol"] = img.SupportEOL
+	}
+	return f
+}
+
+func docPath(contentID string) string {
+	return path.Join(StreamsDir, contentID+".json")
+}
+
+// link makes publish/rel a hard link to the blob, replacing a different file
+// by rename so a reader never sees a partial one.
+func (p *Publisher) link(rel, sum string) error {
+	src := p.blobs.Path(sum)
+	srcInfo, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("publish %s: blob %s: %w", rel, sum, err)
+	}
+	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
+	if info, err := os.Stat(dst); err == nil && os.SameFile(info, srcInfo) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("publish %s: %w", rel, err)
+	}
+	tmp := dst + ".tmp-link"
+	_ = os.Remove(tmp)
+	if err := os.Link(src, tmp); err != nil {
+		return fmt.Errorf("publish %s: %w", rel, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("publish %s: %w", rel, err)
+	}
+	return nil
+}
+
+// writeJSON writes a document under a temporary name, syncs and renames it,
+// and returns its hash for the ETag. A document whose content is unchanged
+// keeps its file and its old `updated` value (set through *updated), so
+// clients see `updated` move only when something did.
+func (p *Publisher) writeJSON(rel string, v any, updated *string, now string) (Entry, error) {
+	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
+	if old, err := os.ReadFile(dst); err == nil {
+		var prev struct {
+			Updated string `json:"updated"`
+		}
+		if json.Unmarshal(old, &prev) == nil && prev.Updated != "" {
+			*updated = prev.Updated
+			if data, err := marshalDoc(v); err == nil && bytes.Equal(old, data) {
+				return entryOf(data), nil
+			}
+		}
+	}
+	*updated = now
+	data, err := marshalDoc(v)
+	if err != nil {
+		return Entry{}, fmt.Errorf("publish %s: %w", rel, err)
+	}
+	return entryOf(data), WriteFileAtomic(dst, data, 0o644)
+}
+
+func marshalDoc(v any) ([]byte, error) {
+	data, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+func entryOf(data []byte) Entry {
+	sum := sha256.Sum256(data)
+	return Entry{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+}
+
+// WriteFileAtomic writes data to dst with mode perm through a synced
+// temporary file and a rename, so readers see the old or the new content.
+func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp, perm)
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, dst)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", dst, werr)
+	}
+	return nil
+}
+
+// prune removes every file under the tree that keep does not name, and the
+// directories that leaves empty.
+func (p *Publisher) prune(keep map[string]bool) error {
+	var dirs []string
+	err := filepath.WalkDir(p.dir, func(full string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(p.dir, full)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel != "." && rel != "streams" && rel != StreamsDir {
+				dirs = append(dirs, full)
+			}
+			return nil
+		}
+		if keep[rel] {
+			return nil
+		}
+		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("publish: prune: %w", err)
+	}
+	// Deepest first, so parents empty out after their children.
+	sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+	for _, d := range dirs {
+		_ = os.Remove(d) // fails, as intended, when not empty
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package publish
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/simplestreams"
+	"github.com/customstream/customstream/internal/store"
+)
+
+type fixture struct {
+	dir   string
+	blobs *blobs.Store
+	pub   *Publisher
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := blobs.Open(dir)
+	require.NoError(t, err)
+	p, err := New(dir, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	return &fixture{dir: dir, blobs: b, pub: p}
+}
+
+// blob commits content and returns its item.
+func (f *fixture) blob(t *testing.T, name, ftype, path, content string) store.Item {
+	t.Helper()
+	dir, err := f.blobs.StagingDir("test")
+	require.NoError(t, err)
+	tmp, err := os.CreateTemp(dir, name)
+	require.NoError(t, err)
+	_, err = tmp.WriteString(content)
+	require.NoError(t, err)
+	require.NoError(t, tmp.Close())
+	staged := tmp.Name()
+	sum := sha256.Sum256([]byte(content))
+	hexSum := hex.EncodeToString(sum[:])
+	require.NoError(t, f.blobs.Commit(staged, hexSum))
+	return store.Item{Name: name, FType: ftype, Path: path, Size: int64(len(content)), SHA256: hexSum}
+}
+
+func (f *fixture) bootImage(t *testing.T, id, version, status string) store.Image {
+	dir := "uploads/ubuntu/noble/amd64/generic/generic/stable/" + version
+	return store.Image{
+		ID: id, ProductID: "com.customstream.stable:v3:boot:ubuntu:noble:amd64:generic:generic",
+		ContentID: "com.customstream:uploads:v3:download", Origin: store.OriginUpload, Kind: store.KindBoot,
+		OS: "ubuntu", Release: "noble", Arch: "amd64", Subarch: "generic", Subarches: "generic", Kflavor: "generic",
+		Label: "stable", Version: "24.04", ReleaseTitle: "24.04", ReleaseCodename: "Noble Numbat", VersionName: version, Status: status,
+		Items: []store.Item{
+			f.blob(t, "boot-kernel", "boot-kernel", dir+"/boot-kernel", "kernel "+version),
+			f.blob(t, "boot-initrd", "boot-initrd", dir+"/boot-initrd", "initrd "+version),
+			f.blob(t, "squashfs", "squashfs", dir+"/squashfs", "squashfs shared by versions"),
+			f.blob(t, "manifest", "manifest", dir+"/squashfs.manifest", "manifest "+version),
+		},
+	}
+}
+
+func (f *fixture) singleImage(t *testing.T, id, version string) store.Image {
+	dir := "uploads/centos/centos70/amd64/generic/stable/" + version
+	return store.Image{
+		ID: id, ProductID: "com.customstream.stable:centos:centos70:amd64:generic",
+		ContentID: "com.customstream:uploads:bases-download", Origin: store.OriginUpload, Kind: store.KindSingle,
+		OS: "centos", Release: "centos70", Arch: "amd64", Subarch: "generic", Subarches: "generic",
+		Label: "stable", Version: "7.0", ReleaseTitle: "centos 7.0", VersionName: version, Status: store.StatusReady,
+		Items: []store.Item{
+			f.blob(t, "root-tgz", "root-tgz", dir+"/root-tgz", "tarball "+version),
+			f.blob(t, "manifest", "manifest", dir+"/root-tgz.manifest", "centos manifest "+version),
+		},
+	}
+}
+
+func (f *fixture) validate(t *testing.T) *simplestreams.Report {
+	t.Helper()
+	rep, err := simplestreams.Validate(simplestreams.DirSource(f.pub.Dir()), IndexPath)
+	require.NoError(t, err)
+	for _, p := range rep.Problems {
+		t.Log(p.String())
+	}
+	return rep
+}
+
+func TestPublishProducesValidStream(t *testing.T) {
+	f := newFixture(t)
+	imgs := []store.Image{
+		f.bootImage(t, "a", "20260101.01", store.StatusReady),
+		f.bootImage(t, "b", "20260102.01", store.StatusReady),
+		f.bootImage(t, "c", "20260103.01", store.StatusHashing),
+		f.singleImage(t, "d", "20260101.01"),
+	}
+	res, err := f.pub.Publish(imgs)
+	require.NoError(t, err)
+	assert.Equal(t, 3, res.Versions, "only ready versions are published")
+
+	rep := f.validate(t)
+	assert.True(t, rep.OK())
+	require.NotNil(t, rep.Index)
+	assert.Len(t, rep.Index.Index, 2, "one product file per kind")
+	assert.Len(t, rep.Items, 10, "two boot versions of four items and one single-file version of two")
+
+	// Every item is a hard link to its blob, with the stated size.
+	for _, it := range rep.Items {
+		info, err := os.Stat(filepath.Join(f.pub.Dir(), it.Path))
+		require.NoError(t, err)
+		assert.Equal(t, it.Size, info.Size())
+		blobInfo, err := os.Stat(f.blobs.Path(it.SHA256))
+		require.NoError(t, err)
+		assert.True(t, os.SameFile(info, blobInfo), it.Path)
+		e, ok := f.pub.Lookup(it.Path)
+		require.True(t, ok, it.Path)
+		assert.Equal(t, it.SHA256, e.SHA256)
+	}
+	_, ok := f.pub.Lookup("uploads/ubuntu/noble/amd64/generic/generic/stable/20260103.01/boot-kernel")
+	assert.False(t, ok, "a hashing version's files are not served")
+	e, ok := f.pub.Lookup(IndexPath)
+	require.True(t, ok)
+	data, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	require.NoError(t, err)
+	assert.Equal(t, entryOf(data), e)
+	assert.FileExists(t, filepath.Join(f.pub.Dir(), ProductsPath))
+}
+
+func TestPublishRemovesDeletedVersionsAndEmptyFiles(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	d := f.singleImage(t, "d", "20260101.01")
+	_, err := f.pub.Publish([]store.Image{a, d})
+	require.NoError(t, err)
+	singleDoc := filepath.Join(f.pub.Dir(), docPath("com.customstream:uploads:bases-download"))
+	require.FileExists(t, singleDoc)
+
+	_, err = f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	assert.NoFileExists(t, singleDoc, "never an empty product file")
+	assert.NoFileExists(t, filepath.Join(f.pub.Dir(), d.Items[0].Path))
+	assert.NoDirExists(t, filepath.Join(f.pub.Dir(), "uploads/centos"), "empty directories go too")
+	rep := f.validate(t)
+	assert.True(t, rep.OK())
+	assert.Len(t, rep.Index.Index, 1)
+
+	_, err = f.pub.Publish(nil)
+	require.NoError(t, err)
+	rep = f.validate(t)
+	// An empty mirror publishes an empty index, which 3.8 refuses: the
+	// only problem there may be.
+	require.Len(t, rep.Errors(), 1)
+	assert.Contains(t, rep.Errors()[0].Message, "lists no product files")
+	assert.Empty(t, rep.Index.Index)
+	assert.NoFileExists(t, filepath.Join(f.pub.Dir(), ProductsPath))
+}
+
+func TestPublishKeepsUpdatedWhenNothingChanged(t *testing.T) {
+	f := newFixture(t)
+	clock := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	f.pub.now = func() time.Time { return clock }
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	_, err := f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	before, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	require.NoError(t, err)
+
+	clock = clock.Add(time.Hour)
+	_, err = f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	after, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "a republish of the same records changes no byte")
+
+	b := f.bootImage(t, "b", "20260102.01", store.StatusReady)
+	_, err = f.pub.Publish([]store.Image{a, b})
+	require.NoError(t, err)
+	changed, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	require.NoError(t, err)
+	assert.Contains(t, string(changed), "Thu, 01 Jan 2026 11:00:00 +0000")
+}
+
+func TestPublishRefusesMissingBlob(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	_, err := f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	before, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	require.NoError(t, err)
+
+	b := f.bootImage(t, "b", "20260102.01", store.StatusReady)
+	require.NoError(t, f.blobs.Remove(b.Items[0].SHA256))
+	_, err = f.pub.Publish([]store.Image{a, b})
+	require.Error(t, err)
+	after, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "a failed publish leaves the old index")
+}

@@ -1,0 +1,150 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Image states.
+const (
+	StatusHashing = "hashing"
+	StatusReady   = "ready"
+	StatusFailed  = "failed"
+)
+
+// Image kinds: a kernel-booted multi-file image or a single-file root image.
+const (
+	KindBoot   = "boot"
+	KindSingle = "single"
+)
+
+// OriginUpload marks an image uploaded to this server.
+const OriginUpload = "upload"
+
+// Image is one version of a product: what the API calls an image.
+type Image struct {
+	ID              string    `json:"id"`
+	ProductID       string    `json:"product_id"`
+	ContentID       string    `json:"content_id"`
+	Origin          string    `json:"origin"`
+	Kind            string    `json:"kind"`
+	OS              string    `json:"os"`
+	Release         string    `json:"release"`
+	Arch            string    `json:"arch"`
+	Subarch         string    `json:"subarch"`
+	Subarches       string    `json:"subarches"`
+	Kflavor         string    `json:"kflavor"`
+	Label           string    `json:"label"`
+	Version         string    `json:"version"`
+	ReleaseTitle    string    `json:"release_title"`
+	ReleaseCodename string    `json:"release_codename"`
+	SupportEOL      string    `json:"support_eol"`
+	VersionName     string    `json:"version_name"`
+	Status          string    `json:"status"`
+	Error           string    `json:"error"`
+	JobID           string    `json:"job_id"`
+	Items           []Item    `json:"items"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+// Item is one file of an image version.
+type Item struct {
+	Name   string `json:"name"`
+	FType  string `json:"ftype"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Staged is the staging file while the item waits for its hash job.
+	Staged string `json:"staged,omitempty"`
+	// Expected is a sha256 the uploader gave, checked by the hash job.
+	Expected string `json:"expected,omitempty"`
+}
+
+// Size is the sum of the image's item sizes.
+func (img *Image) Size() int64 {
+	var n int64
+	for _, it := range img.Items {
+		n += it.Size
+	}
+	return n
+}
+
+// CreateImage stores a new image version and the job that will complete it,
+// refusing a second version with the same product id and version name.
+func (s *Store) CreateImage(img *Image, job *Job) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		dup := false
+		err := tx.Bucket(bucketImages).ForEach(func(_, data []byte) error {
+			var other Image
+			if err := decode(data, &other); err != nil {
+				return err
+			}
+			if other.ProductID == img.ProductID && other.VersionName == img.VersionName {
+				dup = true
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if dup {
+			return fmt.Errorf("version %s of %s: %w", img.VersionName, img.ProductID, ErrConflict)
+		}
+		if err := put(tx, bucketImages, img.ID, img); err != nil {
+			return err
+		}
+		if job != nil {
+			return put(tx, bucketJobs, job.ID, job)
+		}
+		return nil
+	})
+}
+
+// GetImage returns one image by id.
+func (s *Store) GetImage(id string) (*Image, error) {
+	var img Image
+	err := s.db.View(func(tx *bolt.Tx) error { return get(tx, bucketImages, id, &img) })
+	if err != nil {
+		return nil, err
+	}
+	return &img, nil
+}
+
+// ListImages returns every image, by product id then version name.
+func (s *Store) ListImages() ([]Image, error) {
+	var imgs []Image
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		imgs, err = list[Image](tx, bucketImages)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	sort.Slice(imgs, func(i, j int) bool {
+		if imgs[i].ProductID != imgs[j].ProductID {
+			return imgs[i].ProductID < imgs[j].ProductID
+		}
+		return imgs[i].VersionName < imgs[j].VersionName
+	})
+	return imgs, nil
+}
+
+// DeleteImage removes an image record and returns it.
+func (s *Store) DeleteImage(id string) (*Image, error) {
+	var img Image
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := get(tx, bucketImages, id, &img); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketImages).Delete([]byte(id))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &img, nil
+}

@@ -1,0 +1,142 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Job states as the API reports them.
+const (
+	JobQueued    = "queued"
+	JobRunning   = "running"
+	JobSucceeded = "succeeded"
+	JobFailed    = "failed"
+	JobCanceled  = "canceled"
+)
+
+// ErrFinished means a job already has its result; a second result is ignored.
+var ErrFinished = errors.New("job already finished")
+
+// Job records the intent of a background task, so it can be enqueued again
+// when Redis has lost it.
+type Job struct {
+	ID         string    `json:"id"`
+	Type       string    `json:"type"`
+	ImageID    string    `json:"image_id"`
+	State      string    `json:"state"`
+	Error      string    `json:"error"`
+	Payload    []byte    `json:"payload"`
+	Done       int64     `json:"done"`
+	Total      int64     `json:"total"`
+	CreatedAt  time.Time `json:"created_at"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// Finished reports whether the job has reached a final state.
+func (j *Job) Finished() bool {
+	return j.State == JobSucceeded || j.State == JobFailed || j.State == JobCanceled
+}
+
+// GetJob returns one job by id.
+func (s *Store) GetJob(id string) (*Job, error) {
+	var job Job
+	err := s.db.View(func(tx *bolt.Tx) error { return get(tx, bucketJobs, id, &job) })
+	if err != nil {
+		return nil, err
+	}
+	return &job, nil
+}
+
+// ListJobs returns every job, newest first.
+func (s *Store) ListJobs() ([]Job, error) {
+	var jobs []Job
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		jobs, err = list[Job](tx, bucketJobs)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].CreatedAt.After(jobs[j].CreatedAt) })
+	return jobs, nil
+}
+
+// FinishJob records a job's result and lets update change its image in the
+// same transaction. The first result wins: a later one returns ErrFinished,
+// so a retried task that reports twice changes nothing.
+func (s *Store) FinishJob(jobID, state, errMsg string, update func(img *Image) error) (*Image, error) {
+	var img Image
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var job Job
+		if err := get(tx, bucketJobs, jobID, &job); err != nil {
+			return err
+		}
+		if job.Finished() {
+			return fmt.Errorf("job %s: %w", jobID, ErrFinished)
+		}
+		job.State = state
+		job.Error = errMsg
+		job.FinishedAt = time.Now().UTC()
+		if job.State == JobSucceeded && job.Total > 0 {
+			job.Done = job.Total
+		}
+		if err := put(tx, bucketJobs, job.ID, &job); err != nil {
+			return err
+		}
+		if job.ImageID == "" {
+			return nil
+		}
+		if err := get(tx, bucketImages, job.ImageID, &img); err != nil {
+			// The image was deleted while its job ran: nothing to update.
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		if err := update(&img); err != nil {
+			return err
+		}
+		img.UpdatedAt = time.Now().UTC()
+		return put(tx, bucketImages, img.ID, &img)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &img, nil
+}
+
+// CancelJob marks an unfinished job canceled (its image was deleted).
+func (s *Store) CancelJob(jobID string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var job Job
+		if err := get(tx, bucketJobs, jobID, &job); err != nil {
+			return err
+		}
+		if job.Finished() {
+			return nil
+		}
+		job.State = JobCanceled
+		job.FinishedAt = time.Now().UTC()
+		return put(tx, bucketJobs, job.ID, &job)
+	})
+}
+
+// UnfinishedJobs returns the jobs that still wait for a result.
+func (s *Store) UnfinishedJobs() ([]Job, error) {
+	jobs, err := s.ListJobs()
+	if err != nil {
+		return nil, err
+	}
+	var out []Job
+	for _, j := range jobs {
+		if !j.Finished() {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,106 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "customstream.db"), time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newImage(id, product, version string) (*Image, *Job) {
+	img := &Image{ID: id, ProductID: product, VersionName: version, Status: StatusHashing, JobID: "job-" + id,
+		Items: []Item{{Name: "root-tgz", Size: 10}, {Name: "manifest", Size: 5}}}
+	job := &Job{ID: "job-" + id, Type: "image:hash", ImageID: id, State: JobQueued, CreatedAt: time.Now()}
+	return img, job
+}
+
+func TestOpenLockedGivesClearError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "customstream.db")
+	s, err := Open(path, time.Second)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = Open(path, 100*time.Millisecond)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrLocked)
+	assert.Contains(t, err.Error(), "another customstream")
+}
+
+func TestCreateImageRefusesDuplicateVersion(t *testing.T) {
+	s := openTemp(t)
+	img, job := newImage("a", "p1", "20260101.01")
+	require.NoError(t, s.CreateImage(img, job))
+	dup, dupJob := newImage("b", "p1", "20260101.01")
+	assert.ErrorIs(t, s.CreateImage(dup, dupJob), ErrConflict)
+	other, otherJob := newImage("c", "p1", "20260101.02")
+	require.NoError(t, s.CreateImage(other, otherJob))
+
+	imgs, err := s.ListImages()
+	require.NoError(t, err)
+	require.Len(t, imgs, 2)
+	assert.Equal(t, "20260101.01", imgs[0].VersionName)
+	assert.Equal(t, int64(15), imgs[0].Size())
+}
+
+func TestFinishJobFirstResultWins(t *testing.T) {
+	s := openTemp(t)
+	img, job := newImage("a", "p1", "v1")
+	require.NoError(t, s.CreateImage(img, job))
+
+	got, err := s.FinishJob(job.ID, JobSucceeded, "", func(img *Image) error {
+		img.Status = StatusReady
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, StatusReady, got.Status)
+
+	_, err = s.FinishJob(job.ID, JobFailed, "late failure", func(img *Image) error {
+		img.Status = StatusFailed
+		return nil
+	})
+	assert.ErrorIs(t, err, ErrFinished)
+	stored, err := s.GetImage("a")
+	require.NoError(t, err)
+	assert.Equal(t, StatusReady, stored.Status)
+	j, err := s.GetJob(job.ID)
+	require.NoError(t, err)
+	assert.Equal(t, JobSucceeded, j.State)
+}
+
+func TestFinishJobOfDeletedImage(t *testing.T) {
+	s := openTemp(t)
+	img, job := newImage("a", "p1", "v1")
+	require.NoError(t, s.CreateImage(img, job))
+	_, err := s.DeleteImage("a")
+	require.NoError(t, err)
+	_, err = s.FinishJob(job.ID, JobSucceeded, "", func(*Image) error { return errors.New("must not be called") })
+	require.NoError(t, err)
+}
+
+func TestUnfinishedJobsAndCancel(t *testing.T) {
+	s := openTemp(t)
+	for _, id := range []string{"a", "b"} {
+		img, job := newImage(id, "p-"+id, "v1")
+		require.NoError(t, s.CreateImage(img, job))
+	}
+	require.NoError(t, s.CancelJob("job-a"))
+	jobs, err := s.UnfinishedJobs()
+	require.NoError(t, err)
+	require.Len(t, jobs, 1)
+	assert.Equal(t, "job-b", jobs[0].ID)
+
+	_, err = s.GetImage("missing")
+	assert.ErrorIs(t, err, ErrNotFound)
+	_, err = s.DeleteImage("missing")
+	assert.ErrorIs(t, err, ErrNotFound)
+}

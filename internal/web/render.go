@@ -1,0 +1,53 @@
+package web
+
+import (
+	"fmt"
+	"html/template"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// isHTMX reports whether the request came from htmx, which wants a fragment.
+func isHTMX(c *fiber.Ctx) bool {
+	return c.Get("HX-Request") == "true"
+}
+
+// page renders a full page inside the layout.
+func (h *handler) page(c *fiber.Ctx, name, title, nav string, data fiber.Map) error {
+	data["Title"] = title
+	data["Nav"] = nav
+	data["Version"] = h.Version
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Render("pages/"+name, data, "layouts/base")
+}
+
+// partial renders one swappable region alone.
+func (h *handler) partial(c *fiber.Ctx, name string, data any) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Render("partials/"+name, data)
+}
+
+func templateFuncs() template.FuncMap {
+	return template.FuncMap{
+		"bytes": HumanBytes,
+		// field bundles one text input's data for partials/upload_field.
+		"field": func(name, label, placeholder string, required bool, form, errs map[string]string) map[string]any {
+			return map[string]any{"Name": name, "Label": label, "Placeholder": placeholder, "Required": required,
+				"Value": form[name], "Error": errs[name]}
+		},
+	}
+}
+
+// HumanBytes renders a size in binary units: 1.5 GiB, 320 KiB, 12 B.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

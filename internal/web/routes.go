@@ -1,0 +1,41 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+
+	"github.com/customstream/customstream/static"
+)
+
+// routes lists every route of the server.
+func (h *handler) routes(app *fiber.App) {
+	app.Use(recover.New())
+
+	// Stream and files: public and read-only. GET routes answer HEAD too.
+	app.Get("/streams/v1/:doc", h.serveStreamDoc)
+	app.Get("/uploads/*", h.serveItem)
+
+	// Portal.
+	app.Get("/", h.showHome)
+	app.Get("/images", h.showImagesPage)
+	app.Get("/images/rows", h.showImageRows)
+	app.Get("/images/new", h.showUploadPage)
+	app.Post("/images/upload", h.uploadFromPortal)
+	app.Post("/images/:id/delete", h.deleteFromPortal)
+	app.Get("/setup", h.showSetupPage)
+	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static.FS), MaxAge: 3600}))
+
+	// JSON API: bearer token.
+	api := app.Group("/api", h.requireToken)
+	api.Post("/images/upload", h.uploadFromAPI)
+	api.Get("/images/list", h.listImagesAPI)
+	api.Delete("/images/:id", h.deleteImageAPI)
+	api.Get("/jobs", h.listJobsAPI)
+	api.Get("/jobs/:id", h.getJobAPI)
+
+	// Operations.
+	app.Get("/healthz", h.healthz)
+}

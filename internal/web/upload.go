@@ -1,0 +1,254 @@
+package web
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"os"
+	"sort"
+	"syscall"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/jobs"
+)
+
+// Limits of the non-file parts of an upload, so memory stays bounded
+// whatever a client sends.
+const (
+	maxFieldSize  = 4 << 10
+	maxParts      = 64
+	copyBufferLen = 1 << 20
+)
+
+// uploadError is a refused upload: a status, a message and, for
+// validation problems, the fields concerned.
+type uploadError struct {
+	status int
+	msg    string
+	fields images.ValidationError
+}
+
+func (e *uploadError) Error() string {
+	if len(e.fields) > 0 {
+		return e.fields.Error()
+	}
+	return e.msg
+}
+
+func badUpload(format string, args ...any) *uploadError {
+	return &uploadError{status: fiber.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// receivedUpload is the parsed form: metadata and the staged files.
+type receivedUpload struct {
+	form  map[string]string
+	meta  images.Metadata
+	files []images.StagedFile
+}
+
+// remove deletes the staged files of a refused upload.
+func (r *receivedUpload) remove() {
+	for _, f := range r.files {
+		os.Remove(f.Path)
+	}
+}
+
+// receive reads a multipart upload from the request body stream, writing each
+// file part straight to staging, so memory stays bounded at any size.
+func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
+	mediaType, params, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	if err != nil || mediaType != fiber.MIMEMultipartForm || params["boundary"] == "" {
+		return nil, badUpload("send the image as multipart/form-data (curl -F field=value -F rootfs=@FILE)")
+	}
+	var body io.Reader = c.Context().RequestBodyStream()
+	if body == nil {
+		body = bytes.NewReader(c.Body())
+	}
+	r := &receivedUpload{form: map[string]string{}}
+	if uerr := h.readParts(multipart.NewReader(body, params["boundary"]), r); uerr != nil {
+		r.remove()
+		return nil, uerr
+	}
+	return r, nil
+}
+
+// readParts reads every part. After the first refusal it goes on reading
+// and discarding the rest, so the client gets a clean answer instead of a
+// connection reset in the middle of its upload; a broken stream or an
+// oversized file ends it at once.
+func (h *handler) readParts(mr *multipart.Reader, r *receivedUpload) *uploadError {
+	seen := map[string]bool{}
+	var refused *uploadError
+	refuse := func(e *uploadError) {
+		if refused == nil {
+			refused = e
+			r.remove()
+			r.files = nil
+		}
+	}
+	for n := 0; ; n++ {
+		part, err := mr.NextRawPart()
+		if err == io.EOF {
+			return refused
+		}
+		if err != nil {
+			return badUpload("the upload was interrupted or is not valid multipart data: %v", err)
+		}
+		name := part.FormName()
+		switch {
+		case n >= maxParts:
+			return badUpload("too many form fields (at most %d)", maxParts)
+		case name == "":
+			refuse(badUpload("a form part has no field name"))
+		case seen[name]:
+			refuse(badUpload("%s: given twice", name))
+		}
+		seen[name] = true
+		if refused != nil {
+			if _, err := io.Copy(io.Discard, part); err != nil {
+				return badUpload("the upload was interrupted: %v", err)
+			}
+			continue
+		}
+		if images.IsFileField(name) {
+			// Text fields usually come first (browsers send them in form
+			// order): refuse bad metadata before storing gigabytes.
+			if verr := r.meta.Preview(); len(verr) > 0 && len(r.files) == 0 {
+				refuse(&uploadError{status: fiber.StatusBadRequest, fields: verr})
+				if _, err := io.Copy(io.Discard, part); err != nil {
+					return badUpload("the upload was interrupted: %v", err)
+				}
+				continue
+			}
+			f, uerr := h.stageFile(name, part)
+			if uerr != nil {
+				r.remove()
+				return uerr
+			}
+			r.files = append(r.files, *f)
+			continue
+		}
+		value, err := io.ReadAll(io.LimitReader(part, maxFieldSize+1))
+		if err != nil {
+			return badUpload("the upload was interrupted: %v", err)
+		}
+		if len(value) > maxFieldSize {
+			refuse(badUpload("%s: longer than %d bytes", name, maxFieldSize))
+			continue
+		}
+		r.form[name] = string(value)
+		if ferr := r.meta.Set(name, string(value)); ferr != nil {
+			refuse(&uploadError{status: fiber.StatusBadRequest, fields: images.ValidationError{*ferr}})
+		}
+	}
+}
+
+// stageFile copies one file part to a new staging file, enforcing the size limit.
+func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, *uploadError) {
+	dir, err := h.Blobs.StagingDir(images.UploadsStaging)
+	if err != nil {
+		return nil, &uploadError{status: fiber.StatusInternalServerError, msg: "staging is not writable: see the server log"}
+	}
+	f, err := os.CreateTemp(dir, "upload-"+field+"-*")
+	if err != nil {
+		h.Log.Error("Unable to create a staging file", slog.Any("error", err))
+		return nil, &uploadError{status: fiber.StatusInternalServerError, msg: "staging is not writable: see the server log"}
+	}
+	limit := h.Config.MaxUploadSize
+	n, err := io.CopyBuffer(f, io.LimitReader(part, limit+1), make([]byte, copyBufferLen))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	staged := &images.StagedFile{Field: field, Path: f.Name(), Size: n}
+	fail := func(uerr *uploadError) (*images.StagedFile, *uploadError) {
+		os.Remove(f.Name())
+		return nil, uerr
+	}
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return fail(&uploadError{status: fiber.StatusInsufficientStorage, msg: fmt.Sprintf("%s: not enough space left in the data directory", field)})
+	case err != nil:
+		return fail(badUpload("%s: the upload was interrupted: %v", field, err))
+	case n > limit:
+		return fail(badUpload("%s: larger than the %s limit (CUSTOMSTREAM_MAX_UPLOAD)", field, HumanBytes(limit)))
+	case n == 0:
+		return fail(badUpload("%s: the file is empty", field))
+	}
+	return staged, nil
+}
+
+// createImage validates a received upload, records it and enqueues its hash job.
+func (h *handler) createImage(c *fiber.Ctx) (*store.Image, *store.Job, *receivedUpload, *uploadError) {
+	r, uerr := h.receive(c)
+	if uerr != nil {
+		return nil, nil, nil, uerr
+	}
+	up, err := images.PrepareUpload(r.meta, r.files)
+	if err == nil {
+		var img *store.Image
+		var job *store.Job
+		img, job, err = h.Images.Create(up, func(img *store.Image) (*store.Job, error) {
+			return jobs.NewHashJob(images.NewID(), img)
+		})
+		if err == nil {
+			// The record is the source of truth: if Redis is away now, the
+			// job is enqueued again by the web process's requeue loop.
+			if qerr := jobs.Enqueue(c.Context(), h.Queue, *job); qerr != nil {
+				h.Log.Warn("Unable to enqueue; the job waits for the requeue loop", slog.String("job_id", job.ID), slog.Any("error", qerr))
+			}
+			return img, job, r, nil
+		}
+	}
+	r.remove()
+	var verr images.ValidationError
+	if errors.As(err, &verr) {
+		return nil, nil, r, &uploadError{status: fiber.StatusBadRequest, fields: verr}
+	}
+	h.Log.Error("Unable to record an upload", slog.Any("error", err))
+	return nil, nil, r, &uploadError{status: fiber.StatusInternalServerError, msg: "the upload could not be recorded: see the server log"}
+}
+
+// uploadFromAPI is POST /api/images/upload.
+func (h *handler) uploadFromAPI(c *fiber.Ctx) error {
+	img, job, _, uerr := h.createImage(c)
+	if uerr != nil {
+		body := fiber.Map{"error": uerr.Error()}
+		if len(uerr.fields) > 0 {
+			body["fields"] = uerr.fields
+		}
+		return c.Status(uerr.status).JSON(body)
+	}
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{
+		"image": fiber.Map{"id": img.ID, "product_id": img.ProductID, "version_name": img.VersionName, "status": img.Status},
+		"job":   fiber.Map{"id": job.ID},
+	})
+}
+
+// uploadFromPortal is the upload form's POST: on success htmx is sent to
+// the images page, on failure each message lands next to its field.
+func (h *handler) uploadFromPortal(c *fiber.Ctx) error {
+	img, _, _, uerr := h.createImage(c)
+	if uerr != nil {
+		errs := uerr.fields.ByField()
+		fields := make([]string, 0, len(errs))
+		for f := range errs {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields)
+		msg := uerr.msg
+		if len(errs) > 0 {
+			msg = ""
+		}
+		c.Status(uerr.status)
+		return h.partial(c, "upload_errors", fiber.Map{"Message": msg, "Errors": errs, "Fields": fields})
+	}
+	c.Set("HX-Redirect", "/images?uploaded="+img.ID)
+	return c.Status(fiber.StatusAccepted).SendString("")
+}

@@ -1,0 +1,446 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/gofiber/fiber/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/config"
+	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/progress"
+	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/simplestreams"
+	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/jobs"
+)
+
+const testToken = "test-token-0123456789"
+
+type testEnv struct {
+	app     *fiber.App
+	dir     string
+	store   *store.Store
+	blobs   *blobs.Store
+	pub     *publish.Publisher
+	insp    *asynq.Inspector
+	hash    *jobs.HashHandler
+	results *jobs.ResultHandler
+}
+
+func newTestEnv(t *testing.T, maxUpload int64) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	m := miniredis.RunT(t)
+	opt := asynq.RedisClientOpt{Addr: m.Addr()}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(filepath.Join(dir, "customstream.db"), time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	b, err := blobs.Open(dir)
+	require.NoError(t, err)
+	pub, err := publish.New(dir, b, log)
+	require.NoError(t, err)
+	svc := images.NewService(st, b, pub, log)
+	require.NoError(t, svc.Republish())
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { insp.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	tracker := progress.New(rdb)
+	cfg, err := config.Load(func(string) string { return "" })
+	require.NoError(t, err)
+	cfg.DataDir = dir
+	cfg.MaxUploadSize = maxUpload
+	app := New(Deps{Config: cfg, Store: st, Blobs: b, Images: svc, Publisher: pub, Queue: client, Progress: tracker,
+		Redis: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, APIToken: testToken, Version: "test", Log: log})
+	return &testEnv{app: app, dir: dir, store: st, blobs: b, pub: pub, insp: insp,
+		hash:    &jobs.HashHandler{Blobs: b, Progress: tracker, Results: client, Log: log},
+		results: &jobs.ResultHandler{Images: svc}}
+}
+
+type part struct{ name, value string }
+
+// form builds a multipart body: fields then files, in the order given.
+func form(t *testing.T, fields []part, files []part) (io.Reader, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	for _, f := range fields {
+		require.NoError(t, w.WriteField(f.name, f.value))
+	}
+	for _, f := range files {
+		fw, err := w.CreateFormFile(f.name, f.name+".bin")
+		require.NoError(t, err)
+		_, err = fw.Write([]byte(f.value))
+		require.NoError(t, err)
+	}
+	require.NoError(t, w.Close())
+	return &buf, w.FormDataContentType()
+}
+
+func bootFields() []part {
+	return []part{{"os", "ubuntu"}, {"release", "noble"}, {"arch", "amd64"}, {"version", "24.04"}}
+}
+
+func bootFileParts() []part {
+	return []part{{"kernel", "kernel-bytes"}, {"initrd", "initrd-bytes"}, {"rootfs", "squashfs-bytes"}}
+}
+
+func (e *testEnv) do(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := e.app.Test(req, -1)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(body)
+}
+
+func (e *testEnv) upload(t *testing.T, path string, fields, files []part, headers ...string) (*http.Response, string) {
+	t.Helper()
+	body, ct := form(t, fields, files)
+	req := httptest.NewRequest(http.MethodPost, path, body)
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return e.do(t, req)
+}
+
+func (e *testEnv) get(t *testing.T, path string, headers ...string) (*http.Response, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return e.do(t, req)
+}
+
+func (e *testEnv) stagingFiles(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(e.dir, "staging", images.UploadsStaging))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(t, err)
+	var names []string
+	for _, en := range entries {
+		names = append(names, en.Name())
+	}
+	return names
+}
+
+// finishJob runs the hash task and its result as worker and web would.
+func (e *testEnv) finishJob(t *testing.T, jobID string) {
+	t.Helper()
+	info, err := e.insp.GetTaskInfo(jobs.QueueHash, jobID)
+	require.NoError(t, err)
+	require.NoError(t, e.hash.ProcessTask(context.Background(), asynq.NewTask(info.Type, info.Payload)))
+	res, err := e.insp.GetTaskInfo(jobs.QueueResults, "result:"+jobID)
+	require.NoError(t, err)
+	require.NoError(t, e.results.ProcessTask(context.Background(), asynq.NewTask(res.Type, res.Payload)))
+}
+
+type uploadAnswer struct {
+	Image struct {
+		ID, ProductID, VersionName, Status string
+	} `json:"image"`
+	Job struct {
+		ID string `json:"id"`
+	} `json:"job"`
+}
+
+func TestUploadAPIToStream(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	resp, body := e.upload(t, "/api/images/upload", bootFields(), bootFileParts())
+	require.Equal(t, fiber.StatusAccepted, resp.StatusCode, body)
+	var ans struct {
+		Image map[string]string `json:"image"`
+		Job   map[string]string `json:"job"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	assert.Equal(t, "hashing", ans.Image["status"])
+	assert.Equal(t, "com.customstream.stable:v3:boot:ubuntu:noble:amd64:generic:generic", ans.Image["product_id"])
+	assert.Regexp(t, `^\d{8}\.\d{2}$`, ans.Image["version_name"])
+	require.NotEmpty(t, ans.Job["id"])
+
+	resp, body = e.get(t, "/api/jobs/"+ans.Job["id"], "Authorization", "Bearer "+testToken)
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, `"state":"queued"`)
+
+	e.finishJob(t, ans.Job["id"])
+
+	resp, body = e.get(t, "/api/jobs/"+ans.Job["id"], "Authorization", "Bearer "+testToken)
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, `"state":"succeeded"`)
+
+	resp, body = e.get(t, "/api/images/list", "Authorization", "Bearer "+testToken)
+	require.Equal(t, 200, resp.StatusCode)
+	var list struct {
+		Images []apiImage `json:"images"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &list))
+	require.Len(t, list.Images, 1)
+	img := list.Images[0]
+	assert.Equal(t, "ready", img.Status)
+	require.Len(t, img.Items, 4)
+
+	// The stream validates and serves each file.
+	srv := httptest.NewServer(adaptFiber(e.app))
+	defer srv.Close()
+	rep, err := simplestreams.Validate(simplestreams.HTTPSource(srv.URL, srv.Client()), publish.IndexPath)
+	require.NoError(t, err)
+	for _, p := range rep.Problems {
+		t.Log(p.String())
+	}
+	require.True(t, rep.OK())
+	require.Len(t, rep.Items, 4)
+	for _, it := range img.Items {
+		resp, body := e.get(t, "/"+it.Path)
+		require.Equal(t, 200, resp.StatusCode, it.Path)
+		assert.Equal(t, it.Size, int64(len(body)))
+		assert.Equal(t, `"`+it.SHA256+`"`, resp.Header.Get("ETag"))
+		assert.Empty(t, resp.Header.Get("Content-Encoding"))
+	}
+	resp, body = e.get(t, "/"+img.Items[2].Path, "Range", "bytes=3-7")
+	assert.Equal(t, fiber.StatusPartialContent, resp.StatusCode)
+	assert.Equal(t, "ashfs", body)
+
+	assert.Empty(t, e.stagingFiles(t), "staging is emptied once the image is recorded")
+
+	resp, body = e.do(t, withToken(httptest.NewRequest(http.MethodDelete, "/api/images/"+img.ID, nil)))
+	require.Equal(t, 200, resp.StatusCode, body)
+	resp, _ = e.get(t, "/"+img.Items[0].Path)
+	assert.Equal(t, 404, resp.StatusCode, "a deleted version leaves the stream")
+	resp, _ = e.do(t, withToken(httptest.NewRequest(http.MethodDelete, "/api/images/"+img.ID, nil)))
+	assert.Equal(t, 404, resp.StatusCode)
+}
+
+func withToken(r *http.Request) *http.Request {
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	return r
+}
+
+// adaptFiber serves the Fiber app through net/http for clients that need a
+// real URL (the validator's HTTPSource).
+func adaptFiber(app *fiber.App) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := app.Test(r, -1)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+}
+
+func TestUploadSingleFileImage(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	fields := []part{{"os", "centos"}, {"release", "centos70"}, {"arch", "amd64"}, {"version", "7.0"}, {"rootfs_type", "root-tgz"}}
+	resp, body := e.upload(t, "/api/images/upload", fields, []part{{"rootfs", "tarball"}, {"manifest", "pkg 1.0"}})
+	require.Equal(t, fiber.StatusAccepted, resp.StatusCode, body)
+	var ans uploadAnswer
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	e.finishJob(t, ans.Job.ID)
+	_, index := e.get(t, "/streams/v1/index.json")
+	assert.Contains(t, index, images.ContentSingle)
+	assert.NotContains(t, index, images.ContentBoot)
+	_, doc := e.get(t, "/streams/v1/"+images.ContentSingle+".json")
+	assert.Contains(t, doc, `"root-tgz"`)
+	assert.Contains(t, doc, "uploads/centos/centos70/amd64/generic/stable/")
+}
+
+func TestUploadRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		fields []part
+		files  []part
+		status int
+		want   string
+	}{
+		{"missing os", bootFields()[1:], bootFileParts(), 400, "os: is required"},
+		{"unsafe release", []part{{"os", "ubuntu"}, {"release", "../../etc"}, {"arch", "amd64"}, {"version", "1"}}, bootFileParts(), 400, "release:"},
+		{"encoded slash", []part{{"os", "ubuntu%2f.."}, {"release", "noble"}, {"arch", "amd64"}, {"version", "1"}}, bootFileParts(), 400, "os:"},
+		{"unknown arch", []part{{"os", "ubuntu"}, {"release", "noble"}, {"arch", "vax"}, {"version", "1"}}, bootFileParts(), 400, "arch:"},
+		{"unknown field", append(bootFields(), part{"realease", "noble"}), bootFileParts(), 400, "realease: unknown field"},
+		{"duplicate field", append(bootFields(), part{"os", "centos"}), bootFileParts(), 400, "os: given twice"},
+		{"kernel missing", bootFields(), bootFileParts()[1:], 400, "kernel: is required"},
+		{"no rootfs", bootFields(), bootFileParts()[:2], 400, "rootfs:"},
+		{"kernel with root-tgz", []part{{"os", "centos"}, {"release", "c7"}, {"arch", "amd64"}, {"version", "7"}, {"rootfs_type", "root-tgz"}}, bootFileParts(), 400, "kernel: is not used"},
+		{"bad rootfs type", append(bootFields(), part{"rootfs_type", "iso9660"}), bootFileParts(), 400, "rootfs_type:"},
+		{"bad eol", append(bootFields(), part{"support_eol", "soon"}), bootFileParts(), 400, "support_eol:"},
+		{"too large", bootFields(), []part{{"kernel", "k"}, {"initrd", "i"}, {"rootfs", strings.Repeat("x", 2048)}}, 400, "rootfs: larger than the 1.0 KiB limit"},
+		{"empty file", bootFields(), []part{{"kernel", ""}, {"initrd", "i"}, {"rootfs", "r"}}, 400, "kernel: the file is empty"},
+		{"field too long", append(bootFields(), part{"release_title", strings.Repeat("t", 5000)}), bootFileParts(), 400, "release_title: longer than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEnv(t, 1024)
+			resp, body := e.upload(t, "/api/images/upload", tt.fields, tt.files)
+			assert.Equal(t, tt.status, resp.StatusCode, body)
+			var ans map[string]any
+			require.NoError(t, json.Unmarshal([]byte(body), &ans), body)
+			assert.Contains(t, ans["error"], tt.want)
+			assert.Empty(t, e.stagingFiles(t), "nothing stays in staging")
+			imgs, err := e.store.ListImages()
+			require.NoError(t, err)
+			assert.Empty(t, imgs, "nothing is recorded")
+		})
+	}
+}
+
+func TestUploadNotMultipart(t *testing.T) {
+	e := newTestEnv(t, 1024)
+	req := withToken(httptest.NewRequest(http.MethodPost, "/api/images/upload", strings.NewReader(`{"os":"ubuntu"}`)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, body := e.do(t, req)
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, "multipart/form-data")
+}
+
+func TestUploadTruncatedBody(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	body, ct := form(t, bootFields(), bootFileParts())
+	data, _ := io.ReadAll(body)
+	req := withToken(httptest.NewRequest(http.MethodPost, "/api/images/upload", bytes.NewReader(data[:len(data)-60])))
+	req.Header.Set("Content-Type", ct)
+	resp, text := e.do(t, req)
+	assert.Equal(t, 400, resp.StatusCode, text)
+	assert.Contains(t, text, "interrupted")
+	assert.Empty(t, e.stagingFiles(t))
+}
+
+func TestVersionConflict(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	fields := append(bootFields(), part{"version_name", "20250101.01"})
+	resp, body := e.upload(t, "/api/images/upload", fields, bootFileParts())
+	require.Equal(t, 202, resp.StatusCode, body)
+	resp, body = e.upload(t, "/api/images/upload", fields, bootFileParts())
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, "version_name: version 20250101.01")
+	assert.Len(t, e.stagingFiles(t), 3, "only the first upload's files wait in staging")
+}
+
+func TestAPINeedsToken(t *testing.T) {
+	e := newTestEnv(t, 1024)
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/api/images/list"}, {"POST", "/api/images/upload"}, {"DELETE", "/api/images/x"},
+		{"GET", "/api/jobs"}, {"GET", "/api/jobs/x"},
+	} {
+		for _, auth := range []string{"", "Bearer wrong-token-xxxxxxxx", testToken} {
+			t.Run(r.method+r.path+"/"+auth, func(t *testing.T) {
+				req := httptest.NewRequest(r.method, r.path, nil)
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				resp, body := e.do(t, req)
+				assert.Equal(t, 401, resp.StatusCode)
+				assert.Contains(t, body, `"error"`)
+			})
+		}
+	}
+}
+
+func TestPublicRoutesAndHealth(t *testing.T) {
+	e := newTestEnv(t, 1024)
+	resp, body := e.get(t, "/streams/v1/index.json")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, `"index:1.0"`)
+	assert.Equal(t, "no-cache", resp.Header.Get("Cache-Control"))
+	for _, path := range []string{"/streams/v1/missing.json", "/uploads/../customstream.db", "/uploads/%2e%2e/customstream.db", "/streams/v1/..%2fcustomstream.db"} {
+		resp, _ := e.get(t, path)
+		assert.Equal(t, 404, resp.StatusCode, path)
+	}
+	resp, body = e.get(t, "/healthz")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, `"status":"ok"`)
+}
+
+func TestPortalPages(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	tests := []struct{ path, want string }{
+		{"/images", "No images yet"},
+		{"/images/new", `hx-encoding="multipart/form-data"`},
+		{"/setup", "boot-sources create url=http://example.com/streams/v1/index.json keyring_filename=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, body := e.get(t, tt.path)
+			require.Equal(t, 200, resp.StatusCode)
+			assert.Contains(t, body, "<html")
+			assert.Contains(t, body, tt.want)
+			assert.Contains(t, body, "/static/vendor/htmx-2.0.11.min.js")
+		})
+	}
+	resp, body := e.get(t, "/images", "HX-Request", "true")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.NotContains(t, body, "<html", "htmx gets the fragment")
+	assert.Contains(t, body, `id="image-rows"`)
+	resp, _ = e.get(t, "/static/vendor/bootstrap-5.3.9.min.css")
+	assert.Equal(t, 200, resp.StatusCode)
+}
+
+func TestPortalUploadAndDelete(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	resp, body := e.upload(t, "/images/upload", append(bootFields()[:3], part{"version", "bad version"}), bootFileParts(), "HX-Request", "true")
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, `id="err-version" hx-swap-oob="true"`)
+	assert.Contains(t, body, "is not allowed")
+	assert.NotContains(t, body, "<html")
+	assert.Empty(t, e.stagingFiles(t), "bad metadata is refused before any file is stored")
+
+	resp, body = e.upload(t, "/images/upload", bootFields(), bootFileParts(), "HX-Request", "true")
+	require.Equal(t, 202, resp.StatusCode, body)
+	redirect := resp.Header.Get("HX-Redirect")
+	assert.True(t, strings.HasPrefix(redirect, "/images?uploaded="), redirect)
+
+	_, page := e.get(t, "/images")
+	assert.Contains(t, page, "hashing")
+	assert.Contains(t, page, `hx-trigger="every 2s"`, "the table polls while images hash")
+
+	imgs, err := e.store.ListImages()
+	require.NoError(t, err)
+	require.Len(t, imgs, 1)
+	e.finishJob(t, imgs[0].JobID)
+	_, page = e.get(t, "/images")
+	assert.Contains(t, page, "ready")
+	assert.NotContains(t, page, `hx-trigger="every 2s"`)
+	_, setup := e.get(t, "/setup")
+	assert.Contains(t, setup, "os=ubuntu release=noble arches=amd64")
+
+	resp, body = e.do(t, httptest.NewRequest(http.MethodPost, fmt.Sprintf("/images/%s/delete", imgs[0].ID), nil))
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, "No images yet")
+}
+
+func TestHumanBytes(t *testing.T) {
+	tests := map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB", 3 << 40: "3.0 TiB"}
+	for in, want := range tests {
+		assert.Equal(t, want, HumanBytes(in))
+	}
+}

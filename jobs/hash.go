@@ -1,0 +1,161 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/progress"
+)
+
+// hashStaging is the workers' own staging sub-directory (generated files).
+const hashStaging = "hash"
+
+// HashHandler hashes an uploaded image's files, commits them to the blob
+// store and reports the result to the web process.
+type HashHandler struct {
+	Blobs    *blobs.Store
+	Progress *progress.Tracker
+	Results  Enqueuer
+	Log      *slog.Logger
+}
+
+// ProcessTask runs one hash job. It is idempotent: staged files stay until
+// the web process has recorded the result, so a retry hashes them again.
+func (h *HashHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var p HashImagePayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("hash: bad payload: %v: %w", err, asynq.SkipRetry)
+	}
+	items, err := h.hashAll(ctx, p)
+	if err != nil {
+		return h.fail(ctx, p.JobID, err)
+	}
+	res := ResultPayload{JobID: p.JobID, Type: TypeHashImage, Items: items}
+	if err := report(ctx, h.Results, res); err != nil {
+		return err
+	}
+	_ = h.Progress.Clear(ctx, p.JobID)
+	return nil
+}
+
+// errPermanent marks failures a retry cannot fix.
+var errPermanent = errors.New("permanent")
+
+func (h *HashHandler) hashAll(ctx context.Context, p HashImagePayload) ([]images.HashedItem, error) {
+	var total int64
+	for _, it := range p.Items {
+		if it.Staged == "" {
+			continue
+		}
+		if !h.Blobs.InStaging(it.Staged) {
+			return nil, fmt.Errorf("item %s: %s is not a staging file: %w", it.Name, it.Staged, errPermanent)
+		}
+		fi, err := os.Stat(it.Staged)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("item %s: the uploaded file is gone from staging: %w", it.Name, errPermanent)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("item %s: %w", it.Name, err)
+		}
+		total += fi.Size()
+	}
+	rep := h.Progress.Reporter(ctx, p.JobID, total)
+	var done int64
+	var out []images.HashedItem
+	generate := false
+	for _, it := range p.Items {
+		if it.Staged == "" {
+			generate = generate || it.Name == "manifest"
+			continue
+		}
+		sum, size, err := blobs.HashFile(it.Staged, func(n int64) { rep.Report(done + n) })
+		if err != nil {
+			return nil, fmt.Errorf("item %s: %w", it.Name, err)
+		}
+		if err := h.Blobs.Commit(it.Staged, sum); err != nil {
+			return nil, fmt.Errorf("item %s: %w", it.Name, err)
+		}
+		done += size
+		out = append(out, images.HashedItem{Name: it.Name, SHA256: sum, Size: size})
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	if generate {
+		m, err := h.generateManifest(p, out)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	rep.Report(total)
+	return out, nil
+}
+
+// generateManifest writes a manifest that lists the image's files, since
+// MAAS 3.8 refuses a version without one. Its content is deterministic, so
+// a retry produces the same blob.
+func (h *HashHandler) generateManifest(p HashImagePayload, items []images.HashedItem) (images.HashedItem, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# customstream manifest for %s\n# generated: the upload came without a manifest\n", p.Title)
+	for _, it := range items {
+		fmt.Fprintf(&b, "%s\t%d\t%s\n", it.Name, it.Size, it.SHA256)
+	}
+	dir, err := h.Blobs.StagingDir(hashStaging)
+	if err != nil {
+		return images.HashedItem{}, err
+	}
+	path := filepath.Join(dir, p.JobID+".manifest")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return images.HashedItem{}, fmt.Errorf("manifest: %w", err)
+	}
+	defer os.Remove(path)
+	sum, size, err := blobs.HashFile(path, nil)
+	if err != nil {
+		return images.HashedItem{}, err
+	}
+	if err := h.Blobs.Commit(path, sum); err != nil {
+		return images.HashedItem{}, err
+	}
+	return images.HashedItem{Name: "manifest", SHA256: sum, Size: size}, nil
+}
+
+// fail reports a failure when no retry is left (or none can help) and
+// returns the error for asynq to retry or archive.
+func (h *HashHandler) fail(ctx context.Context, jobID string, err error) error {
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	permanent := errors.Is(err, errPermanent)
+	if !permanent && retried < maxRetry {
+		return err
+	}
+	msg := strings.TrimSuffix(err.Error(), ": "+errPermanent.Error())
+	if rerr := report(ctx, h.Results, ResultPayload{JobID: jobID, Type: TypeHashImage, Error: msg}); rerr != nil {
+		return rerr
+	}
+	_ = h.Progress.Clear(ctx, jobID)
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// report enqueues a result; one already waiting for the same job is enough.
+func report(ctx context.Context, q Enqueuer, res ResultPayload) error {
+	task, err := NewResultTask(res)
+	if err != nil {
+		return err
+	}
+	if _, err := q.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("report result of job %s: %w", res.JobID, err)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+// Package jobs is the one contract between the web process and the workers:
+// task type names, typed payloads, constructors that set the queue, retries
+// and timeout, the handlers, and Register functions for each side.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/store"
+)
+
+// Task types.
+const (
+	TypeHashImage = "image:hash"
+	TypeJobResult = "job:result"
+)
+
+// Queues. Workers serve the heavy queues; the web process serves results,
+// because only it may write the database.
+const (
+	QueueHash    = "hash"
+	QueueResults = "results"
+)
+
+// WorkerQueues are the queues a worker serves, with their priorities.
+func WorkerQueues() map[string]int { return map[string]int{QueueHash: 1} }
+
+// WebQueues are the queues the web process serves.
+func WebQueues() map[string]int { return map[string]int{QueueResults: 1} }
+
+// Enqueuer is what enqueues tasks (an *asynq.Client).
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// HashItem is one file of an image for the hash job. An item named
+// "manifest" without a staged file asks the job to generate one.
+type HashItem struct {
+	Name   string `json:"name"`
+	Staged string `json:"staged"`
+}
+
+// HashImagePayload asks a worker to hash an uploaded image's files and move
+// them into the blob store.
+type HashImagePayload struct {
+	JobID   string     `json:"job_id"`
+	ImageID string     `json:"image_id"`
+	Title   string     `json:"title"`
+	Items   []HashItem `json:"items"`
+}
+
+// NewHashImageTask returns the hash task; its TaskID is the job id, so the
+// same job is never queued twice.
+func NewHashImageTask(p HashImagePayload) (*asynq.Task, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("hash task %s: %w", p.JobID, err)
+	}
+	return asynq.NewTask(TypeHashImage, data, hashOptions(p.JobID)...), nil
+}
+
+func hashOptions(jobID string) []asynq.Option {
+	return []asynq.Option{asynq.Queue(QueueHash), asynq.MaxRetry(3), asynq.Timeout(12 * time.Hour), asynq.TaskID(jobID)}
+}
+
+// NewHashJob builds the job record (with its payload) that hashes img.
+func NewHashJob(jobID string, img *store.Image) (*store.Job, error) {
+	p := HashImagePayload{JobID: jobID, ImageID: img.ID, Title: img.ProductID + " " + img.VersionName}
+	var total int64
+	for _, it := range img.Items {
+		p.Items = append(p.Items, HashItem{Name: it.Name, Staged: it.Staged})
+		total += it.Size
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("hash job %s: %w", jobID, err)
+	}
+	return &store.Job{ID: jobID, Type: TypeHashImage, ImageID: img.ID, State: store.JobQueued,
+		Payload: data, Total: total, CreatedAt: time.Now().UTC()}, nil
+}
+
+// ResultPayload carries a job's outcome from a worker to the web process.
+type ResultPayload struct {
+	JobID string `json:"job_id"`
+	Type  string `json:"type"`
+	// Error is set when the job failed for good.
+	Error string `json:"error,omitempty"`
+	// Items are a hash job's files, now in the blob store.
+	Items []images.HashedItem `json:"items,omitempty"`
+}
+
+// NewResultTask returns the result task. Its TaskID derives from the job, so
+// a retried job that reports again while the first report waits adds nothing.
+func NewResultTask(p ResultPayload) (*asynq.Task, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("result task %s: %w", p.JobID, err)
+	}
+	return asynq.NewTask(TypeJobResult, data, asynq.Queue(QueueResults), asynq.MaxRetry(25),
+		asynq.Timeout(5*time.Minute), asynq.TaskID(resultTaskID(p.JobID))), nil
+}
+
+func resultTaskID(jobID string) string { return "result:" + jobID }
+
+// TaskFor rebuilds the task of a stored job, to enqueue it again.
+func TaskFor(job store.Job) (*asynq.Task, error) {
+	switch job.Type {
+	case TypeHashImage:
+		return asynq.NewTask(TypeHashImage, job.Payload, hashOptions(job.ID)...), nil
+	}
+	return nil, fmt.Errorf("job %s: unknown type %q", job.ID, job.Type)
+}
+
+// Enqueue puts a stored job's task on its queue; a job already queued is
+// not an error.
+func Enqueue(ctx context.Context, q Enqueuer, job store.Job) error {
+	task, err := TaskFor(job)
+	if err != nil {
+		return err
+	}
+	if _, err := q.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// Requeue enqueues again every unfinished job whose task and result Redis no
+// longer holds (a restarted embedded server, a flushed Redis). bbolt is the
+// source of truth; Redis only delivers work.
+func Requeue(ctx context.Context, insp *asynq.Inspector, q Enqueuer, unfinished []store.Job, log *slog.Logger) (int, error) {
+	n := 0
+	for _, job := range unfinished {
+		if taskExists(insp, QueueHash, job.ID) || taskExists(insp, QueueResults, resultTaskID(job.ID)) {
+			continue
+		}
+		if err := Enqueue(ctx, q, job); err != nil {
+			return n, err
+		}
+		log.Info("Job enqueued again", slog.String("job_id", job.ID), slog.String("type", job.Type))
+		n++
+	}
+	return n, nil
+}
+
+func taskExists(insp *asynq.Inspector, queue, id string) bool {
+	_, err := insp.GetTaskInfo(queue, id)
+	return err == nil
+}
+
+// logTasks logs every task's type, id, duration and outcome.
+func logTasks(log *slog.Logger) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			id, _ := asynq.GetTaskID(ctx)
+			start := time.Now()
+			err := next.ProcessTask(ctx, t)
+			attrs := []any{slog.String("type", t.Type()), slog.String("task_id", id), slog.Duration("took", time.Since(start))}
+			if err != nil {
+				log.Warn("Task failed", append(attrs, slog.Any("error", err))...)
+			} else {
+				log.Info("Task done", attrs...)
+			}
+			return err
+		})
+	}
+}

@@ -1,0 +1,30 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/customstream/customstream/internal/images"
+)
+
+// ResultHandler records workers' results; it runs in the web process, the
+// only one that writes the database.
+type ResultHandler struct {
+	Images *images.Service
+}
+
+// ProcessTask records one result; an error makes asynq try again.
+func (h *ResultHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var p ResultPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("result: bad payload: %v: %w", err, asynq.SkipRetry)
+	}
+	switch p.Type {
+	case TypeHashImage:
+		return h.Images.RecordHashResult(p.JobID, images.HashResult{Error: p.Error, Items: p.Items})
+	}
+	return fmt.Errorf("result of job %s: unknown type %q: %w", p.JobID, p.Type, asynq.SkipRetry)
+}
