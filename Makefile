@@ -29,8 +29,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Go benchmarks, then a 4 GiB upload through the real server (peak RSS, throughput).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	scripts/bench-upload 4G
 
 clean:
 	rm -rf bin

@@ -73,18 +73,12 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) error {
 	}
 	tracker := progress.New(rdb)
 
-	var servers []*asynq.Server
-	defer func() {
-		for _, s := range servers {
-			s.Shutdown()
-		}
-	}()
 	if cmd == "all" || cmd == "worker" {
 		srv, err := startWorker(cfg, connOpt, b, tracker, queue, log)
 		if err != nil {
 			return err
 		}
-		servers = append(servers, srv)
+		defer srv.Shutdown()
 	}
 	if cmd == "worker" {
 		log.Info("Worker started", slog.Int("concurrency", cfg.WorkerConcurrency), slog.String("data_dir", cfg.DataDir))
@@ -92,7 +86,7 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) error {
 		log.Info("Worker stopping")
 		return nil
 	}
-	return runWeb(ctx, cfg, connOpt, rdb, queue, b, tracker, &servers, log)
+	return runWeb(ctx, cfg, connOpt, rdb, queue, b, tracker, log)
 }
 
 func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store, tracker *progress.Tracker, queue *asynq.Client, log *slog.Logger) (*asynq.Server, error) {
@@ -112,7 +106,7 @@ func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store,
 }
 
 func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, rdb *redis.Client, queue *asynq.Client,
-	b *blobs.Store, tracker *progress.Tracker, servers *[]*asynq.Server, log *slog.Logger) error {
+	b *blobs.Store, tracker *progress.Tracker, log *slog.Logger) error {
 	st, err := store.Open(filepath.Join(cfg.DataDir, "customstream.db"), 5*time.Second)
 	if err != nil {
 		return err
@@ -147,7 +141,9 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	if err := results.Start(mux); err != nil {
 		return fmt.Errorf("start result consumer: %w", err)
 	}
-	*servers = append(*servers, results)
+	// Deferred after st.Close, so it runs first: a result being recorded
+	// finishes before the database closes.
+	defer results.Shutdown()
 
 	insp := asynq.NewInspector(connOpt)
 	defer insp.Close()

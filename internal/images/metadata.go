@@ -111,13 +111,28 @@ func (v ValidationError) ByField() map[string]string {
 	return m
 }
 
+// Patterns of the text fields, shared with the upload form's pattern
+// attributes (HTML anchors them itself).
+const (
+	namePattern        = `[a-z0-9][a-z0-9._\-]{0,63}`
+	versionPattern     = `[0-9A-Za-z][0-9A-Za-z._\-]{0,31}`
+	versionNamePattern = `[0-9A-Za-z][0-9A-Za-z._\-]{0,63}`
+	datePattern        = `\d{4}-\d{2}-\d{2}`
+)
+
+// InputPatterns are the patterns by field kind, for forms.
+var InputPatterns = map[string]string{
+	"name": namePattern, "names": namePattern + `(,` + namePattern + `)*`,
+	"version": versionPattern, "versionName": versionNamePattern, "date": datePattern,
+}
+
 var (
 	// nameRE allows what MAAS uses in os, release, subarch, kflavor and
 	// label: lowercase, no path separators, no ':' (ids are ':'-joined).
-	nameRE        = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	versionRE     = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$`)
-	versionNameRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$`)
-	dateRE        = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+	nameRE        = regexp.MustCompile(`^` + namePattern + `$`)
+	versionRE     = regexp.MustCompile(`^` + versionPattern + `$`)
+	versionNameRE = regexp.MustCompile(`^` + versionNamePattern + `$`)
+	dateRE        = regexp.MustCompile(`^` + datePattern + `$`)
 	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 

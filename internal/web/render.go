@@ -5,6 +5,8 @@ import (
 	"html/template"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/customstream/customstream/internal/images"
 )
 
 // isHTMX reports whether the request came from htmx, which wants a fragment.
@@ -30,10 +32,12 @@ func (h *handler) partial(c *fiber.Ctx, name string, data any) error {
 func templateFuncs() template.FuncMap {
 	return template.FuncMap{
 		"bytes": HumanBytes,
-		// field bundles one text input's data for partials/upload_field.
-		"field": func(name, label, placeholder string, required bool, form, errs map[string]string) map[string]any {
+		// field bundles one text input's data for partials/upload_field;
+		// kind names the browser-side pattern, a first check before the
+		// server's own.
+		"field": func(name, label, placeholder string, required bool, kind string, form, errs map[string]string) map[string]any {
 			return map[string]any{"Name": name, "Label": label, "Placeholder": placeholder, "Required": required,
-				"Value": form[name], "Error": errs[name]}
+				"Pattern": images.InputPatterns[kind], "Value": form[name], "Error": errs[name]}
 		},
 	}
 }

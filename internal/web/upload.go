@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -162,7 +163,13 @@ func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, *
 		return nil, &uploadError{status: fiber.StatusInternalServerError, msg: "staging is not writable: see the server log"}
 	}
 	limit := h.Config.MaxUploadSize
-	n, err := io.CopyBuffer(f, io.LimitReader(part, limit+1), make([]byte, copyBufferLen))
+	// The multipart reader hands out a few KiB at a time: gather them into
+	// large writes.
+	w := bufio.NewWriterSize(f, copyBufferLen)
+	n, err := w.ReadFrom(io.LimitReader(part, limit+1))
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
