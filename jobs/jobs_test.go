@@ -9,60 +9,34 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/images"
-	"github.com/customstream/customstream/internal/progress"
-	"github.com/customstream/customstream/internal/publish"
 	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/internal/testenv"
 )
 
 type env struct {
-	store   *store.Store
-	blobs   *blobs.Store
-	images  *images.Service
-	pub     *publish.Publisher
-	client  *asynq.Client
-	insp    *asynq.Inspector
+	*testenv.Env
 	hash    *HashHandler
 	results *ResultHandler
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	m := miniredis.RunT(t)
-	opt := asynq.RedisClientOpt{Addr: m.Addr()}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(filepath.Join(dir, "customstream.db"), time.Second)
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	b, err := blobs.Open(dir)
-	require.NoError(t, err)
-	pub, err := publish.New(dir, b, log)
-	require.NoError(t, err)
-	client := asynq.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	insp := asynq.NewInspector(opt)
-	t.Cleanup(func() { insp.Close() })
-	tracker := progress.New(redis.NewClient(&redis.Options{Addr: m.Addr()}))
-	svc := images.NewService(st, b, pub, log)
-	return &env{store: st, blobs: b, images: svc, pub: pub, client: client, insp: insp,
-		hash:    &HashHandler{Blobs: b, Progress: tracker, Results: client, Log: log},
-		results: &ResultHandler{Images: svc}}
+	e := testenv.New(t)
+	return &env{Env: e,
+		hash:    &HashHandler{Blobs: e.Blobs, Progress: e.Progress, Results: e.Queue, Log: e.Log},
+		results: &ResultHandler{Images: e.Images}}
 }
 
 // upload records an upload the way the web handler does and enqueues its job.
 func (e *env) upload(t *testing.T, files map[string]string, meta images.Metadata) (*store.Image, *store.Job) {
 	t.Helper()
-	dir, err := e.blobs.StagingDir(images.UploadsStaging)
+	dir, err := e.Blobs.StagingDir(images.UploadsStaging)
 	require.NoError(t, err)
 	var staged []images.StagedFile
 	for field, content := range files {
@@ -72,18 +46,18 @@ func (e *env) upload(t *testing.T, files map[string]string, meta images.Metadata
 	}
 	up, err := images.PrepareUpload(meta, staged)
 	require.NoError(t, err)
-	img, job, err := e.images.Create(up, func(img *store.Image) (*store.Job, error) {
+	img, job, err := e.Images.Create(up, func(img *store.Image) (*store.Job, error) {
 		return NewHashJob(images.NewID(), img)
 	})
 	require.NoError(t, err)
-	require.NoError(t, Enqueue(context.Background(), e.client, *job))
+	require.NoError(t, Enqueue(context.Background(), e.Queue, *job))
 	return img, job
 }
 
 // runPending runs the pending task of queue with id through h.
 func (e *env) runPending(t *testing.T, queue, id string, h asynq.Handler) error {
 	t.Helper()
-	info, err := e.insp.GetTaskInfo(queue, id)
+	info, err := e.Inspector.GetTaskInfo(queue, id)
 	require.NoError(t, err)
 	return h.ProcessTask(context.Background(), asynq.NewTask(info.Type, info.Payload))
 }
@@ -100,13 +74,13 @@ func TestHashThenResultPublishes(t *testing.T) {
 	e := newEnv(t)
 	img, job := e.upload(t, bootFiles(), bootMeta())
 
-	info, err := e.insp.GetTaskInfo(QueueHash, job.ID)
+	info, err := e.Inspector.GetTaskInfo(QueueHash, job.ID)
 	require.NoError(t, err)
 	assert.Equal(t, TypeHashImage, info.Type)
 	assert.Equal(t, 3, info.MaxRetry)
 
 	require.NoError(t, e.runPending(t, QueueHash, job.ID, e.hash))
-	result, err := e.insp.GetTaskInfo(QueueResults, resultTaskID(job.ID))
+	result, err := e.Inspector.GetTaskInfo(QueueResults, resultTaskID(job.ID))
 	require.NoError(t, err)
 	var p ResultPayload
 	require.NoError(t, json.Unmarshal(result.Payload, &p))
@@ -115,25 +89,25 @@ func TestHashThenResultPublishes(t *testing.T) {
 	names := []string{}
 	for _, it := range p.Items {
 		names = append(names, it.Name)
-		size, ok := e.blobs.Has(it.SHA256)
+		size, ok := e.Blobs.Has(it.SHA256)
 		assert.True(t, ok, it.Name)
 		assert.Equal(t, it.Size, size)
 	}
 	assert.ElementsMatch(t, []string{"boot-kernel", "boot-initrd", "squashfs", "manifest"}, names)
 
 	manifest := p.Items[3]
-	data, err := os.ReadFile(e.blobs.Path(manifest.SHA256))
+	data, err := os.ReadFile(e.Blobs.Path(manifest.SHA256))
 	require.NoError(t, err)
 	assert.Contains(t, string(data), img.ProductID)
 	assert.Contains(t, string(data), p.Items[0].SHA256, "the generated manifest lists the files")
 
 	require.NoError(t, e.runPending(t, QueueResults, resultTaskID(job.ID), e.results))
-	got, err := e.store.GetImage(img.ID)
+	got, err := e.Store.GetImage(img.ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusReady, got.Status)
-	_, ok := e.pub.Lookup(got.Items[0].Path)
+	_, ok := e.Publisher.Lookup(got.Items[0].Path)
 	assert.True(t, ok)
-	j, err := e.store.GetJob(job.ID)
+	j, err := e.Store.GetJob(job.ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.JobSucceeded, j.State)
 }
@@ -142,12 +116,12 @@ func TestHashRetryIsIdempotent(t *testing.T) {
 	e := newEnv(t)
 	_, job := e.upload(t, bootFiles(), bootMeta())
 	require.NoError(t, e.runPending(t, QueueHash, job.ID, e.hash))
-	first, err := e.insp.GetTaskInfo(QueueResults, resultTaskID(job.ID))
+	first, err := e.Inspector.GetTaskInfo(QueueResults, resultTaskID(job.ID))
 	require.NoError(t, err)
 	// A retried task (the worker died before acknowledging) reports again:
 	// the waiting result is kept and nothing breaks.
 	require.NoError(t, e.runPending(t, QueueHash, job.ID, e.hash))
-	again, err := e.insp.GetTaskInfo(QueueResults, resultTaskID(job.ID))
+	again, err := e.Inspector.GetTaskInfo(QueueResults, resultTaskID(job.ID))
 	require.NoError(t, err)
 	assert.Equal(t, first.Payload, again.Payload)
 }
@@ -165,7 +139,7 @@ func TestHashMissingStagedFileFailsForGood(t *testing.T) {
 	assert.ErrorIs(t, err, asynq.SkipRetry)
 
 	require.NoError(t, e.runPending(t, QueueResults, resultTaskID(job.ID), e.results))
-	got, err := e.store.GetImage(img.ID)
+	got, err := e.Store.GetImage(img.ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusFailed, got.Status)
 	assert.Contains(t, got.Error, "gone from staging")
@@ -196,17 +170,17 @@ func TestRequeueRestoresLostTasks(t *testing.T) {
 	e := newEnv(t)
 	_, job := e.upload(t, bootFiles(), bootMeta())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	unfinished, err := e.store.UnfinishedJobs()
+	unfinished, err := e.Store.UnfinishedJobs()
 	require.NoError(t, err)
 
-	n, err := Requeue(context.Background(), e.insp, e.client, unfinished, log)
+	n, err := Requeue(context.Background(), e.Inspector, e.Queue, unfinished, log)
 	require.NoError(t, err)
 	assert.Equal(t, 0, n, "a task Redis still holds is left alone")
 
-	require.NoError(t, e.insp.DeleteTask(QueueHash, job.ID))
-	n, err = Requeue(context.Background(), e.insp, e.client, unfinished, log)
+	require.NoError(t, e.Inspector.DeleteTask(QueueHash, job.ID))
+	n, err = Requeue(context.Background(), e.Inspector, e.Queue, unfinished, log)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
-	_, err = e.insp.GetTaskInfo(QueueHash, job.ID)
+	_, err = e.Inspector.GetTaskInfo(QueueHash, job.ID)
 	require.NoError(t, err)
 }

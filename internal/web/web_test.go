@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -14,68 +13,42 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/gofiber/fiber/v2"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/images"
-	"github.com/customstream/customstream/internal/progress"
 	"github.com/customstream/customstream/internal/publish"
 	"github.com/customstream/customstream/internal/simplestreams"
-	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/internal/testenv"
 	"github.com/customstream/customstream/jobs"
 )
 
 const testToken = "test-token-0123456789"
 
 type testEnv struct {
+	*testenv.Env
 	app     *fiber.App
-	dir     string
-	store   *store.Store
-	blobs   *blobs.Store
-	pub     *publish.Publisher
-	insp    *asynq.Inspector
 	hash    *jobs.HashHandler
 	results *jobs.ResultHandler
 }
 
 func newTestEnv(t *testing.T, maxUpload int64) *testEnv {
 	t.Helper()
-	dir := t.TempDir()
-	m := miniredis.RunT(t)
-	opt := asynq.RedisClientOpt{Addr: m.Addr()}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(filepath.Join(dir, "customstream.db"), time.Second)
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	b, err := blobs.Open(dir)
-	require.NoError(t, err)
-	pub, err := publish.New(dir, b, log)
-	require.NoError(t, err)
-	svc := images.NewService(st, b, pub, log)
-	require.NoError(t, svc.Republish())
-	client := asynq.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	insp := asynq.NewInspector(opt)
-	t.Cleanup(func() { insp.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	tracker := progress.New(rdb)
+	e := testenv.New(t)
 	cfg, err := config.Load(func(string) string { return "" })
 	require.NoError(t, err)
-	cfg.DataDir = dir
+	cfg.DataDir = e.Dir
 	cfg.MaxUploadSize = maxUpload
-	app := New(Deps{Config: cfg, Store: st, Blobs: b, Images: svc, Publisher: pub, Queue: client, Progress: tracker,
-		Redis: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, APIToken: testToken, Version: "test", Log: log})
-	return &testEnv{app: app, dir: dir, store: st, blobs: b, pub: pub, insp: insp,
-		hash:    &jobs.HashHandler{Blobs: b, Progress: tracker, Results: client, Log: log},
-		results: &jobs.ResultHandler{Images: svc}}
+	app := New(Deps{Config: cfg, Store: e.Store, Blobs: e.Blobs, Images: e.Images, Publisher: e.Publisher,
+		Queue: e.Queue, Progress: e.Progress, Redis: func(ctx context.Context) error { return e.Redis.Ping(ctx).Err() },
+		APIToken: testToken, Version: "test", Log: e.Log})
+	return &testEnv{Env: e, app: app,
+		hash:    &jobs.HashHandler{Blobs: e.Blobs, Progress: e.Progress, Results: e.Queue, Log: e.Log},
+		results: &jobs.ResultHandler{Images: e.Images}}
 }
 
 type part struct{ name, value string }
@@ -138,7 +111,7 @@ func (e *testEnv) get(t *testing.T, path string, headers ...string) (*http.Respo
 
 func (e *testEnv) stagingFiles(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(e.dir, "staging", images.UploadsStaging))
+	entries, err := os.ReadDir(filepath.Join(e.Dir, "staging", images.UploadsStaging))
 	if os.IsNotExist(err) {
 		return nil
 	}
@@ -153,10 +126,10 @@ func (e *testEnv) stagingFiles(t *testing.T) []string {
 // finishJob runs the hash task and its result as worker and web would.
 func (e *testEnv) finishJob(t *testing.T, jobID string) {
 	t.Helper()
-	info, err := e.insp.GetTaskInfo(jobs.QueueHash, jobID)
+	info, err := e.Inspector.GetTaskInfo(jobs.QueueHash, jobID)
 	require.NoError(t, err)
 	require.NoError(t, e.hash.ProcessTask(context.Background(), asynq.NewTask(info.Type, info.Payload)))
-	res, err := e.insp.GetTaskInfo(jobs.QueueResults, "result:"+jobID)
+	res, err := e.Inspector.GetTaskInfo(jobs.QueueResults, "result:"+jobID)
 	require.NoError(t, err)
 	require.NoError(t, e.results.ProcessTask(context.Background(), asynq.NewTask(res.Type, res.Payload)))
 }
@@ -307,7 +280,7 @@ func TestUploadRefusals(t *testing.T) {
 			require.NoError(t, json.Unmarshal([]byte(body), &ans), body)
 			assert.Contains(t, ans["error"], tt.want)
 			assert.Empty(t, e.stagingFiles(t), "nothing stays in staging")
-			imgs, err := e.store.ListImages()
+			imgs, err := e.Store.ListImages()
 			require.NoError(t, err)
 			assert.Empty(t, imgs, "nothing is recorded")
 		})
@@ -423,7 +396,7 @@ func TestPortalUploadAndDelete(t *testing.T) {
 	assert.Contains(t, page, "hashing")
 	assert.Contains(t, page, `hx-trigger="every 2s"`, "the table polls while images hash")
 
-	imgs, err := e.store.ListImages()
+	imgs, err := e.Store.ListImages()
 	require.NoError(t, err)
 	require.Len(t, imgs, 1)
 	e.finishJob(t, imgs[0].JobID)
