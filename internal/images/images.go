@@ -197,8 +197,10 @@ func (s *Service) RecordHashResult(jobID string, res HashResult) error {
 		return applyHashes(img, res.Items)
 	})
 	if errors.Is(err, store.ErrFinished) {
+		// Either a retried job reported twice, or recording worked but the
+		// publish after it failed: publishing again covers both.
 		s.log.Info("Ignored a second result", slog.String("job_id", jobID))
-		return nil
+		return s.republish()
 	}
 	if err != nil {
 		return fmt.Errorf("record result of job %s: %w", jobID, err)

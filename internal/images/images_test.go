@@ -204,3 +204,25 @@ func TestCleanStagingKeepsPendingUploads(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedPublishIsRetriedByTheResultRetry(t *testing.T) {
+	e := newEnv(t)
+	img, job := e.upload(t, bootMeta())
+	res := e.hashAll(t, img)
+	// A directory where the index goes makes the publish fail.
+	index := filepath.Join(e.pub.Dir(), publish.IndexPath)
+	require.NoError(t, os.RemoveAll(index))
+	require.NoError(t, os.Mkdir(index, 0o755))
+	require.Error(t, e.svc.RecordHashResult(job.ID, res))
+
+	require.NoError(t, os.Remove(index))
+	require.NoError(t, e.svc.RecordHashResult(job.ID, res), "asynq retries the result")
+	got, err := e.store.GetImage(img.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusReady, got.Status)
+	for _, it := range got.Items {
+		_, ok := e.pub.Lookup(it.Path)
+		assert.True(t, ok, "the retry published %s", it.Path)
+	}
+	assert.FileExists(t, index)
+}

@@ -75,7 +75,16 @@ func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
 	r := &receivedUpload{form: map[string]string{}}
 	if uerr := h.readParts(multipart.NewReader(body, params["boundary"]), r); uerr != nil {
 		r.remove()
+		// Part of the body may be unread: the connection cannot carry
+		// another request.
+		c.Context().SetConnectionClose()
 		return nil, uerr
+	}
+	// fasthttp does not read what the handler left of a streamed body (the
+	// epilogue, a chunked body's last chunk), which would then be taken for
+	// the next request on the connection.
+	if n, _ := io.Copy(io.Discard, io.LimitReader(body, maxFieldSize+1)); n > maxFieldSize {
+		c.Context().SetConnectionClose()
 	}
 	return r, nil
 }
