@@ -1,12 +1,12 @@
 package web
 
 import (
-	"fmt"
 	"html/template"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/units"
 )
 
 // isHTMX reports whether the request came from htmx, which wants a fragment.
@@ -31,7 +31,7 @@ func (h *handler) partial(c *fiber.Ctx, name string, data any) error {
 
 func templateFuncs() template.FuncMap {
 	return template.FuncMap{
-		"bytes": HumanBytes,
+		"bytes": units.Bytes,
 		// field bundles one text input's data for partials/upload_field;
 		// kind names the browser-side pattern, a first check before the
 		// server's own.
@@ -40,18 +40,4 @@ func templateFuncs() template.FuncMap {
 				"Pattern": images.InputPatterns[kind], "Value": form[name], "Error": errs[name]}
 		},
 	}
-}
-
-// HumanBytes renders a size in binary units: 1.5 GiB, 320 KiB, 12 B.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

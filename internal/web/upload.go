@@ -17,6 +17,7 @@ import (
 
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/internal/units"
 	"github.com/customstream/customstream/jobs"
 )
 
@@ -193,7 +194,7 @@ func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, *
 	case err != nil:
 		return fail(badUpload("%s: the upload was interrupted: %v", field, err))
 	case n > limit:
-		return fail(badUpload("%s: larger than the %s limit (CUSTOMSTREAM_MAX_UPLOAD)", field, HumanBytes(limit)))
+		return fail(badUpload("%s: larger than the %s limit (CUSTOMSTREAM_MAX_UPLOAD)", field, units.Bytes(limit)))
 	case n == 0:
 		return fail(badUpload("%s: the file is empty", field))
 	}
