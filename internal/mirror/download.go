@@ -59,7 +59,8 @@ type Downloader struct {
 	Log      *slog.Logger
 }
 
-// Progress receives the bytes done out of the bytes to download.
+// Progress receives the bytes done out of the bytes to download; it is
+// called from one goroutine at a time.
 type Progress func(done, total int64)
 
 // Fetch makes every item available in the blob store. It checks free space
@@ -144,11 +145,12 @@ func (c *counter) add(n int64) {
 	if c.report == nil || n == 0 {
 		return
 	}
+	// Reporting under the lock keeps the figures in order and spares
+	// the callback any locking of its own.
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.done += n
-	done := c.done
-	c.mu.Unlock()
-	c.report(done, c.total)
+	c.report(c.done, c.total)
 }
 
 // fetchOne downloads one item into staging/mirror/SHA256.part, resuming what
