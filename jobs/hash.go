@@ -39,7 +39,7 @@ func (h *HashHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	items, err := h.hashAll(ctx, p)
 	if err != nil {
-		return h.fail(ctx, p.JobID, err)
+		return failJob(ctx, h.Results, h.Progress, p.JobID, TypeHashImage, err)
 	}
 	res := ResultPayload{JobID: p.JobID, Type: TypeHashImage, Items: items}
 	if err := report(ctx, h.Results, res); err != nil {
@@ -131,9 +131,9 @@ func (h *HashHandler) generateManifest(p HashImagePayload, items []images.Hashed
 	return images.HashedItem{Name: "manifest", SHA256: sum, Size: size}, nil
 }
 
-// fail reports a failure when no retry is left (or none can help) and
+// failJob reports a failure when no retry is left (or none can help) and
 // returns the error for asynq to retry or archive.
-func (h *HashHandler) fail(ctx context.Context, jobID string, err error) error {
+func failJob(ctx context.Context, results Enqueuer, tracker *progress.Tracker, jobID, taskType string, err error) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	permanent := errors.Is(err, errPermanent)
@@ -141,10 +141,10 @@ func (h *HashHandler) fail(ctx context.Context, jobID string, err error) error {
 		return err
 	}
 	msg := strings.TrimSuffix(err.Error(), ": "+errPermanent.Error())
-	if rerr := report(ctx, h.Results, ResultPayload{JobID: jobID, Type: TypeHashImage, Error: msg}); rerr != nil {
+	if rerr := report(ctx, results, ResultPayload{JobID: jobID, Type: taskType, Error: msg}); rerr != nil {
 		return rerr
 	}
-	_ = h.Progress.Clear(ctx, jobID)
+	_ = tracker.Clear(ctx, jobID)
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 }
 

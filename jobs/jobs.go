@@ -31,7 +31,7 @@ const (
 )
 
 // WorkerQueues are the queues a worker serves, with their priorities.
-func WorkerQueues() map[string]int { return map[string]int{QueueHash: 1} }
+func WorkerQueues() map[string]int { return map[string]int{QueueHash: 2, QueueMirror: 1} }
 
 // WebQueues are the queues the web process serves.
 func WebQueues() map[string]int { return map[string]int{QueueResults: 1} }
@@ -115,6 +115,8 @@ func TaskFor(job store.Job) (*asynq.Task, error) {
 	switch job.Type {
 	case TypeHashImage:
 		return asynq.NewTask(TypeHashImage, job.Payload, hashOptions(job.ID)...), nil
+	case TypeMirrorImage:
+		return asynq.NewTask(TypeMirrorImage, job.Payload, mirrorOptions(job.ID)...), nil
 	}
 	return nil, fmt.Errorf("job %s: unknown type %q", job.ID, job.Type)
 }
@@ -138,7 +140,8 @@ func Enqueue(ctx context.Context, q Enqueuer, job store.Job) error {
 func Requeue(ctx context.Context, insp *asynq.Inspector, q Enqueuer, unfinished []store.Job, log *slog.Logger) (int, error) {
 	n := 0
 	for _, job := range unfinished {
-		if taskExists(insp, QueueHash, job.ID) || taskExists(insp, QueueResults, resultTaskID(job.ID)) {
+		if taskExists(insp, QueueHash, job.ID) || taskExists(insp, QueueMirror, job.ID) ||
+			taskExists(insp, QueueResults, resultTaskID(job.ID)) {
 			continue
 		}
 		if err := Enqueue(ctx, q, job); err != nil {

@@ -9,9 +9,10 @@ import (
 )
 
 // RegisterWorker adds the handlers a worker runs.
-func RegisterWorker(mux *asynq.ServeMux, hash *HashHandler, log *slog.Logger) {
+func RegisterWorker(mux *asynq.ServeMux, hash *HashHandler, mirror *MirrorHandler, log *slog.Logger) {
 	mux.Use(logTasks(log))
 	mux.Handle(TypeHashImage, hash)
+	mux.Handle(TypeMirrorImage, mirror)
 }
 
 // RegisterWeb adds the handlers the web process runs.

@@ -23,8 +23,8 @@ func (h *ResultHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("result: bad payload: %v: %w", err, asynq.SkipRetry)
 	}
 	switch p.Type {
-	case TypeHashImage:
-		return h.Images.RecordHashResult(p.JobID, images.HashResult{Error: p.Error, Items: p.Items})
+	case TypeHashImage, TypeMirrorImage:
+		return h.Images.RecordResult(p.JobID, images.JobResult{Error: p.Error, Items: p.Items})
 	}
 	return fmt.Errorf("result of job %s: unknown type %q: %w", p.JobID, p.Type, asynq.SkipRetry)
 }

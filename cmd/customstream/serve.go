@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/mirror"
 	"github.com/customstream/customstream/internal/progress"
 	"github.com/customstream/customstream/internal/publish"
 	"github.com/customstream/customstream/internal/store"
@@ -98,7 +100,10 @@ func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store,
 		ShutdownTimeout: 20 * time.Second,
 	})
 	mux := asynq.NewServeMux()
-	jobs.RegisterWorker(mux, &jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log}, log)
+	downloader := &mirror.Downloader{Client: downloadClient(), Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
+	jobs.RegisterWorker(mux,
+		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log},
+		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log}, log)
 	if err := srv.Start(mux); err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
@@ -117,6 +122,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		return err
 	}
 	svc := images.NewService(st, b, pub, log)
+	svc.KeepVersions = cfg.KeepVersions
 	if err := svc.CleanStaging(); err != nil {
 		return err
 	}
@@ -236,4 +242,14 @@ func startEmbeddedRedis(ctx context.Context) (*miniredis.Miniredis, error) {
 		}
 	}()
 	return m, nil
+}
+
+// downloadClient fetches upstream items: through HTTPS_PROXY/HTTP_PROXY as
+// the environment says, with no overall deadline (files are gigabytes) but
+// bounded waits for a connection and for the answer's headers.
+func downloadClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = http.ProxyFromEnvironment
+	t.ResponseHeaderTimeout = time.Minute
+	return &http.Client{Transport: t}
 }

@@ -30,6 +30,10 @@ type Config struct {
 	MaxUploadSize int64
 	// WorkerConcurrency is how many jobs one worker runs at once.
 	WorkerConcurrency int
+	// DownloadParallel is how many files one mirror job downloads at once.
+	DownloadParallel int
+	// KeepVersions is how many versions of each mirrored product are kept.
+	KeepVersions int
 	// LogFormat is "text" or "json"; LogLevel is debug, info, warn or error.
 	LogFormat string
 	LogLevel  string
@@ -105,6 +109,22 @@ var settings = []setting{
 			return fmt.Errorf("want a whole number from 1 to 256, got %q", v)
 		}
 		c.WorkerConcurrency = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_DOWNLOAD_PARALLEL", "4", "files one mirror job downloads at once", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 64 {
+			return fmt.Errorf("want a whole number from 1 to 64, got %q", v)
+		}
+		c.DownloadParallel = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_KEEP_VERSIONS", "2", "versions of each mirrored product to keep (0 keeps all)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a whole number, 0 or more, got %q", v)
+		}
+		c.KeepVersions = n
 		return nil
 	}},
 	{"CUSTOMSTREAM_LOG_FORMAT", "text", "text or json", func(c *Config, v string) error {

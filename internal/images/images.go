@@ -29,6 +29,10 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
+	// KeepVersions is how many ready versions of each mirrored product stay
+	// once a newer one is ready (0 keeps all).
+	KeepVersions int
+
 	// mu orders record-then-publish, so publishes see every recorded result.
 	mu sync.Mutex
 }
@@ -158,23 +162,23 @@ func (s *Service) versionNames(productID string) ([]string, error) {
 	return names, nil
 }
 
-// HashedItem is an item as the hash job found it.
+// HashedItem is an item as its job found it: hashed and in the blob store.
 type HashedItem struct {
 	Name   string `json:"name"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
 }
 
-// HashResult is what a hash job reports; Error is set when it failed.
-type HashResult struct {
+// JobResult is what a hash or mirror job reports; Error is set when it failed.
+type JobResult struct {
 	Error string       `json:"error,omitempty"`
 	Items []HashedItem `json:"items,omitempty"`
 }
 
-// RecordHashResult completes an image with its hash job's result, removes
-// its staged files and republishes. A second result for the same job is
+// RecordResult completes an image with its job's result (hash or mirror),
+// removes its staged files, applies retention and republishes. A second result for the same job is
 // ignored.
-func (s *Service) RecordHashResult(jobID string, res HashResult) error {
+func (s *Service) RecordResult(jobID string, res JobResult) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var staged []string
@@ -206,7 +210,10 @@ func (s *Service) RecordHashResult(jobID string, res HashResult) error {
 		return fmt.Errorf("record result of job %s: %w", jobID, err)
 	}
 	s.removeStaged(staged)
-	s.log.Info("Image hashed", slog.String("image_id", img.ID), slog.String("status", img.Status), slog.String("error", img.Error))
+	s.log.Info("Image completed", slog.String("image_id", img.ID), slog.String("status", img.Status), slog.String("error", img.Error))
+	if err := s.retain(img); err != nil {
+		return err
+	}
 	return s.republish()
 }
 
@@ -222,7 +229,8 @@ func (s *Service) checkHashed(items []HashedItem) error {
 }
 
 // applyHashes copies hashes and sizes into the image's items; a missing
-// item or a client checksum that does not match fails the image.
+// item or a known checksum (the uploader's, the upstream's) that does not
+// match fails the image.
 func applyHashes(img *store.Image, items []HashedItem) error {
 	byName := map[string]HashedItem{}
 	for _, it := range items {
@@ -237,7 +245,7 @@ func applyHashes(img *store.Image, items []HashedItem) error {
 		}
 		if it.Expected != "" && it.Expected != h.SHA256 {
 			img.Status = store.StatusFailed
-			img.Error = fmt.Sprintf("%s: sha256 is %s, the uploader said %s", it.Name, h.SHA256, it.Expected)
+			img.Error = fmt.Sprintf("%s: sha256 is %s, expected %s", it.Name, h.SHA256, it.Expected)
 			return nil
 		}
 		it.SHA256, it.Size, it.Staged = h.SHA256, h.Size, ""

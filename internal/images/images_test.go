@@ -57,9 +57,9 @@ func newJob(img *store.Image) (*store.Job, error) {
 }
 
 // hashAll does what the hash job does: hash and commit every staged item.
-func (e *env) hashAll(t *testing.T, img *store.Image) HashResult {
+func (e *env) hashAll(t *testing.T, img *store.Image) JobResult {
 	t.Helper()
-	var res HashResult
+	var res JobResult
 	for _, it := range img.Items {
 		content := "generated manifest"
 		if it.Staged != "" {
@@ -96,7 +96,7 @@ func TestCreateHashPublishDelete(t *testing.T) {
 	assert.Empty(t, img.Items[3].Staged)
 	assert.Equal(t, "uploads/ubuntu/noble/amd64/generic/generic/stable/"+img.VersionName+"/squashfs.manifest", img.Items[3].Path)
 
-	require.NoError(t, e.svc.RecordHashResult(job.ID, e.hashAll(t, img)))
+	require.NoError(t, e.svc.RecordResult(job.ID, e.hashAll(t, img)))
 	got, err := e.store.GetImage(img.ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusReady, got.Status)
@@ -112,7 +112,7 @@ func TestCreateHashPublishDelete(t *testing.T) {
 	}
 
 	// A late failure report of the same job changes nothing.
-	require.NoError(t, e.svc.RecordHashResult(job.ID, HashResult{Error: "late"}))
+	require.NoError(t, e.svc.RecordResult(job.ID, JobResult{Error: "late"}))
 	got, err = e.store.GetImage(img.ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusReady, got.Status)
@@ -130,10 +130,10 @@ func TestCreateHashPublishDelete(t *testing.T) {
 func TestSecondUploadAddsVersionAndSharedBlobsStay(t *testing.T) {
 	e := newEnv(t)
 	first, job1 := e.upload(t, bootMeta())
-	require.NoError(t, e.svc.RecordHashResult(job1.ID, e.hashAll(t, first)))
+	require.NoError(t, e.svc.RecordResult(job1.ID, e.hashAll(t, first)))
 	second, job2 := e.upload(t, bootMeta())
 	assert.Greater(t, second.VersionName, first.VersionName)
-	require.NoError(t, e.svc.RecordHashResult(job2.ID, e.hashAll(t, second)))
+	require.NoError(t, e.svc.RecordResult(job2.ID, e.hashAll(t, second)))
 
 	_, err := e.svc.Delete(first.ID)
 	require.NoError(t, err)
@@ -161,13 +161,13 @@ func TestExplicitVersionNameConflict(t *testing.T) {
 func TestRecordFailures(t *testing.T) {
 	tests := []struct {
 		name   string
-		mangle func(img *store.Image, res *HashResult)
+		mangle func(img *store.Image, res *JobResult)
 		want   string
 	}{
-		{"job error", func(_ *store.Image, res *HashResult) { *res = HashResult{Error: "disk on fire"} }, "disk on fire"},
-		{"missing item", func(_ *store.Image, res *HashResult) { res.Items = res.Items[:2] }, "did not report item"},
-		{"blob not in store", func(_ *store.Image, res *HashResult) { res.Items[0].SHA256 = "ab" + res.Items[0].SHA256[2:] }, "missing from the blob store"},
-		{"client checksum differs", func(img *store.Image, res *HashResult) {}, "the uploader said"},
+		{"job error", func(_ *store.Image, res *JobResult) { *res = JobResult{Error: "disk on fire"} }, "disk on fire"},
+		{"missing item", func(_ *store.Image, res *JobResult) { res.Items = res.Items[:2] }, "did not report item"},
+		{"blob not in store", func(_ *store.Image, res *JobResult) { res.Items[0].SHA256 = "ab" + res.Items[0].SHA256[2:] }, "missing from the blob store"},
+		{"client checksum differs", func(img *store.Image, res *JobResult) {}, "expected 0000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +179,7 @@ func TestRecordFailures(t *testing.T) {
 			img, job := e.upload(t, m)
 			res := e.hashAll(t, img)
 			tt.mangle(img, &res)
-			require.NoError(t, e.svc.RecordHashResult(job.ID, res))
+			require.NoError(t, e.svc.RecordResult(job.ID, res))
 			got, err := e.store.GetImage(img.ID)
 			require.NoError(t, err)
 			assert.Equal(t, store.StatusFailed, got.Status)
@@ -213,10 +213,10 @@ func TestFailedPublishIsRetriedByTheResultRetry(t *testing.T) {
 	index := filepath.Join(e.pub.Dir(), publish.IndexPath)
 	require.NoError(t, os.RemoveAll(index))
 	require.NoError(t, os.Mkdir(index, 0o755))
-	require.Error(t, e.svc.RecordHashResult(job.ID, res))
+	require.Error(t, e.svc.RecordResult(job.ID, res))
 
 	require.NoError(t, os.Remove(index))
-	require.NoError(t, e.svc.RecordHashResult(job.ID, res), "asynq retries the result")
+	require.NoError(t, e.svc.RecordResult(job.ID, res), "asynq retries the result")
 	got, err := e.store.GetImage(img.ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.StatusReady, got.Status)

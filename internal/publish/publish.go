@@ -174,13 +174,13 @@ func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[s
 		prod, ok := doc.Products[img.ProductID]
 		if !ok {
 			prod = simplestreams.Product{Fields: ProductFields(img), Versions: map[string]simplestreams.Version{}}
-			if img.SupportEOL == "" {
+			if _, ok := prod.Fields["support_eol"]; !ok && img.Kind != store.KindBootloader {
 				prod.NullFields = []string{"support_eol"}
 			}
 		}
 		ver := simplestreams.Version{Items: map[string]simplestreams.Item{}}
 		for _, it := range img.Items {
-			ver.Items[it.Name] = simplestreams.Item{FType: it.FType, Path: it.Path, SHA256: it.SHA256, Size: it.Size}
+			ver.Items[it.Name] = simplestreams.Item{FType: it.FType, Path: it.Path, SHA256: it.SHA256, Size: it.Size, Extra: it.Extra}
 			if prev, ok := files[it.Path]; ok && prev.SHA256 != it.SHA256 {
 				return fmt.Errorf("publish: path %s names two different files", it.Path)
 			}
@@ -216,8 +216,16 @@ func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[s
 	return docs, files, nil
 }
 
-// ProductFields are the product-level fields MAAS reads for an image.
+// ProductFields are the product-level fields MAAS reads for an image: a
+// mirrored product keeps its upstream fields.
 func ProductFields(img *store.Image) map[string]string {
+	if img.Fields != nil {
+		f := make(map[string]string, len(img.Fields))
+		for k, v := range img.Fields {
+			f[k] = v
+		}
+		return f
+	}
 	f := map[string]string{
 		"os": img.OS, "arch": img.Arch, "release": img.Release, "release_title": img.ReleaseTitle,
 		"label": img.Label, "subarch": img.Subarch, "subarches": img.Subarches, "version": img.Version,

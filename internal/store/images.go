@@ -10,45 +10,56 @@ import (
 
 // Image states.
 const (
-	StatusHashing = "hashing"
-	StatusReady   = "ready"
-	StatusFailed  = "failed"
+	StatusHashing     = "hashing"
+	StatusDownloading = "downloading"
+	StatusReady       = "ready"
+	StatusFailed      = "failed"
 )
 
-// Image kinds: a kernel-booted multi-file image or a single-file root image.
+// Image kinds: a kernel-booted multi-file image, a single-file root image,
+// or a bootloader (mirrored only).
 const (
-	KindBoot   = "boot"
-	KindSingle = "single"
+	KindBoot       = "boot"
+	KindSingle     = "single"
+	KindBootloader = "bootloader"
 )
 
-// OriginUpload marks an image uploaded to this server.
+// OriginUpload marks an image uploaded to this server; a mirrored image's
+// origin is its upstream's mirror root URL.
 const OriginUpload = "upload"
+
+// Busy reports whether the image still waits for its job.
+func (img *Image) Busy() bool {
+	return img.Status == StatusHashing || img.Status == StatusDownloading
+}
 
 // Image is one version of a product: what the API calls an image.
 type Image struct {
-	ID              string    `json:"id"`
-	ProductID       string    `json:"product_id"`
-	ContentID       string    `json:"content_id"`
-	Origin          string    `json:"origin"`
-	Kind            string    `json:"kind"`
-	OS              string    `json:"os"`
-	Release         string    `json:"release"`
-	Arch            string    `json:"arch"`
-	Subarch         string    `json:"subarch"`
-	Subarches       string    `json:"subarches"`
-	Kflavor         string    `json:"kflavor"`
-	Label           string    `json:"label"`
-	Version         string    `json:"version"`
-	ReleaseTitle    string    `json:"release_title"`
-	ReleaseCodename string    `json:"release_codename"`
-	SupportEOL      string    `json:"support_eol"`
-	VersionName     string    `json:"version_name"`
-	Status          string    `json:"status"`
-	Error           string    `json:"error"`
-	JobID           string    `json:"job_id"`
-	Items           []Item    `json:"items"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
+	ID              string `json:"id"`
+	ProductID       string `json:"product_id"`
+	ContentID       string `json:"content_id"`
+	Origin          string `json:"origin"`
+	Kind            string `json:"kind"`
+	OS              string `json:"os"`
+	Release         string `json:"release"`
+	Arch            string `json:"arch"`
+	Subarch         string `json:"subarch"`
+	Subarches       string `json:"subarches"`
+	Kflavor         string `json:"kflavor"`
+	Label           string `json:"label"`
+	Version         string `json:"version"`
+	ReleaseTitle    string `json:"release_title"`
+	ReleaseCodename string `json:"release_codename"`
+	SupportEOL      string `json:"support_eol"`
+	VersionName     string `json:"version_name"`
+	// Fields are a mirrored product's upstream fields, published as they are.
+	Fields    map[string]string `json:"fields,omitempty"`
+	Status    string            `json:"status"`
+	Error     string            `json:"error"`
+	JobID     string            `json:"job_id"`
+	Items     []Item            `json:"items"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
 }
 
 // Item is one file of an image version.
@@ -62,6 +73,10 @@ type Item struct {
 	Staged string `json:"staged,omitempty"`
 	// Expected is a sha256 the uploader gave, checked by the hash job.
 	Expected string `json:"expected,omitempty"`
+	// Source is the upstream URL of a mirrored item.
+	Source string `json:"source,omitempty"`
+	// Extra are a mirrored item's other upstream fields (kpackage, src_*).
+	Extra map[string]string `json:"extra,omitempty"`
 }
 
 // Size is the sum of the image's item sizes.

@@ -32,7 +32,7 @@ func (h *handler) imageRows(ctx context.Context) ([]imageRow, bool, error) {
 	rows := make([]imageRow, len(imgs))
 	for i := range imgs {
 		rows[i] = imageRow{Image: imgs[i], Size: imgs[i].Size()}
-		if imgs[i].Status != store.StatusHashing {
+		if !imgs[i].Busy() {
 			continue
 		}
 		busy = true

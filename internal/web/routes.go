@@ -17,6 +17,7 @@ func (h *handler) routes(app *fiber.App) {
 	// Stream and files: public and read-only. GET routes answer HEAD too.
 	app.Get("/streams/v1/:doc", h.serveStreamDoc)
 	app.Get("/uploads/*", h.serveItem)
+	app.Get("/mirror/*", h.serveItem)
 
 	// Portal.
 	app.Get("/", h.showHome)
