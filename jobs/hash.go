@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -54,14 +55,17 @@ var errPermanent = errors.New("permanent")
 
 func (h *HashHandler) hashAll(ctx context.Context, p HashImagePayload) ([]images.HashedItem, error) {
 	var total int64
+	paths := map[string]string{}
 	for _, it := range p.Items {
 		if it.Staged == "" {
 			continue
 		}
-		if !h.Blobs.InStaging(it.Staged) {
-			return nil, fmt.Errorf("item %s: %s is not a staging file: %w", it.Name, it.Staged, errPermanent)
+		path, err := h.Blobs.StagedPath(it.Staged)
+		if err != nil {
+			return nil, fmt.Errorf("item %s: %w: %w", it.Name, err, errPermanent)
 		}
-		fi, err := os.Stat(it.Staged)
+		paths[it.Name] = path
+		fi, err := os.Stat(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("item %s: the uploaded file is gone from staging: %w", it.Name, errPermanent)
 		}
@@ -79,11 +83,11 @@ func (h *HashHandler) hashAll(ctx context.Context, p HashImagePayload) ([]images
 			generate = generate || it.Name == "manifest"
 			continue
 		}
-		sum, size, err := blobs.HashFile(it.Staged, func(n int64) { rep.Report(done + n) })
+		sum, size, err := blobs.HashFile(paths[it.Name], func(n int64) { rep.Report(done + n) })
 		if err != nil {
 			return nil, fmt.Errorf("item %s: %w", it.Name, err)
 		}
-		if err := h.Blobs.Commit(it.Staged, sum); err != nil {
+		if err := h.Blobs.Commit(paths[it.Name], sum); err != nil {
 			return nil, fmt.Errorf("item %s: %w", it.Name, err)
 		}
 		done += size
@@ -149,7 +153,11 @@ func failJob(ctx context.Context, results Enqueuer, tracker *progress.Tracker, j
 }
 
 // report enqueues a result; one already waiting for the same job is enough.
+// It runs even when the task's own deadline has passed: a timed-out job
+// must still say so.
 func report(ctx context.Context, q Enqueuer, res ResultPayload) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	task, err := NewResultTask(res)
 	if err != nil {
 		return err

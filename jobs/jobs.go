@@ -134,14 +134,33 @@ func Enqueue(ctx context.Context, q Enqueuer, job store.Job) error {
 	return nil
 }
 
+// FailFunc records a job as failed with a reason (the web process's
+// images.Service.RecordResult with an error).
+type FailFunc func(jobID, reason string) error
+
 // Requeue enqueues again every unfinished job whose task and result Redis no
-// longer holds (a restarted embedded server, a flushed Redis). bbolt is the
-// source of truth; Redis only delivers work.
-func Requeue(ctx context.Context, insp *asynq.Inspector, q Enqueuer, unfinished []store.Job, log *slog.Logger) (int, error) {
+// longer holds (a restarted embedded server, a flushed Redis): bbolt is the
+// source of truth, Redis only delivers work. A task asynq archived without a
+// result (it ran out of retries, or crashed) fails its job with the last error.
+func Requeue(ctx context.Context, insp *asynq.Inspector, q Enqueuer, unfinished []store.Job, fail FailFunc, log *slog.Logger) (int, error) {
 	n := 0
 	for _, job := range unfinished {
-		if taskExists(insp, QueueHash, job.ID) || taskExists(insp, QueueMirror, job.ID) ||
-			taskExists(insp, QueueResults, resultTaskID(job.ID)) {
+		if _, err := insp.GetTaskInfo(QueueResults, resultTaskID(job.ID)); err == nil {
+			continue
+		}
+		info := findTask(insp, job.ID)
+		if info != nil && info.State == asynq.TaskStateArchived {
+			reason := "the job stopped after its retries without reporting"
+			if info.LastErr != "" {
+				reason += ": " + info.LastErr
+			}
+			if err := fail(job.ID, reason); err != nil {
+				return n, err
+			}
+			_ = insp.DeleteTask(info.Queue, info.ID)
+			continue
+		}
+		if info != nil {
 			continue
 		}
 		if err := Enqueue(ctx, q, job); err != nil {
@@ -153,9 +172,34 @@ func Requeue(ctx context.Context, insp *asynq.Inspector, q Enqueuer, unfinished 
 	return n, nil
 }
 
-func taskExists(insp *asynq.Inspector, queue, id string) bool {
-	_, err := insp.GetTaskInfo(queue, id)
-	return err == nil
+func findTask(insp *asynq.Inspector, id string) *asynq.TaskInfo {
+	for _, queue := range []string{QueueHash, QueueMirror} {
+		if info, err := insp.GetTaskInfo(queue, id); err == nil {
+			return info
+		}
+	}
+	return nil
+}
+
+// RequeueLoop runs Requeue at start and then every interval until ctx ends.
+func RequeueLoop(ctx context.Context, interval time.Duration, insp *asynq.Inspector, q Enqueuer,
+	unfinished func() ([]store.Job, error), fail FailFunc, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		jobs, err := unfinished()
+		if err == nil {
+			_, err = Requeue(ctx, insp, q, jobs, fail, log)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("Unable to requeue unfinished jobs", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // logTasks logs every task's type, id, duration and outcome.

@@ -42,7 +42,9 @@ func (e *env) upload(t *testing.T, files map[string]string, meta images.Metadata
 	for field, content := range files {
 		p := filepath.Join(dir, "upload-"+field)
 		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
-		staged = append(staged, images.StagedFile{Field: field, Path: p, Size: int64(len(content))})
+		rel, err := e.Blobs.StagedRel(p)
+		require.NoError(t, err)
+		staged = append(staged, images.StagedFile{Field: field, Path: rel, Size: int64(len(content))})
 	}
 	up, err := images.PrepareUpload(meta, staged)
 	require.NoError(t, err)
@@ -131,7 +133,9 @@ func TestHashMissingStagedFileFailsForGood(t *testing.T) {
 	img, job := e.upload(t, bootFiles(), bootMeta())
 	for _, it := range img.Items {
 		if it.Staged != "" {
-			require.NoError(t, os.Remove(it.Staged))
+			p, err := e.Blobs.StagedPath(it.Staged)
+			require.NoError(t, err)
+			require.NoError(t, os.Remove(p))
 		}
 	}
 	err := e.runPending(t, QueueHash, job.ID, e.hash)
@@ -153,7 +157,7 @@ func TestHashRefusesPathsOutsideStaging(t *testing.T) {
 	require.NoError(t, err)
 	err = e.hash.ProcessTask(context.Background(), task)
 	require.ErrorIs(t, err, asynq.SkipRetry)
-	assert.Contains(t, err.Error(), "not a staging file")
+	assert.Contains(t, err.Error(), "is not a staging file")
 }
 
 func TestBadPayloadsSkipRetry(t *testing.T) {
@@ -173,14 +177,34 @@ func TestRequeueRestoresLostTasks(t *testing.T) {
 	unfinished, err := e.Store.UnfinishedJobs()
 	require.NoError(t, err)
 
-	n, err := Requeue(context.Background(), e.Inspector, e.Queue, unfinished, log)
+	fail := func(jobID, reason string) error { return e.Images.RecordResult(jobID, images.JobResult{Error: reason}) }
+	n, err := Requeue(context.Background(), e.Inspector, e.Queue, unfinished, fail, log)
 	require.NoError(t, err)
 	assert.Equal(t, 0, n, "a task Redis still holds is left alone")
 
 	require.NoError(t, e.Inspector.DeleteTask(QueueHash, job.ID))
-	n, err = Requeue(context.Background(), e.Inspector, e.Queue, unfinished, log)
+	n, err = Requeue(context.Background(), e.Inspector, e.Queue, unfinished, fail, log)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	_, err = e.Inspector.GetTaskInfo(QueueHash, job.ID)
 	require.NoError(t, err)
+}
+
+func TestRequeueFailsArchivedJobs(t *testing.T) {
+	e := newEnv(t)
+	img, job := e.upload(t, bootFiles(), bootMeta())
+	require.NoError(t, e.Inspector.ArchiveTask(QueueHash, job.ID))
+	unfinished, err := e.Store.UnfinishedJobs()
+	require.NoError(t, err)
+	fail := func(jobID, reason string) error { return e.Images.RecordResult(jobID, images.JobResult{Error: reason}) }
+	n, err := Requeue(context.Background(), e.Inspector, e.Queue, unfinished, fail, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	assert.Equal(t, 0, n)
+	got, err := e.Store.GetImage(img.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.StatusFailed, got.Status)
+	assert.Contains(t, got.Error, "stopped after its retries")
+	j, err := e.Store.GetJob(job.ID)
+	require.NoError(t, err)
+	assert.Equal(t, store.JobFailed, j.State)
 }

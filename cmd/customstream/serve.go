@@ -129,7 +129,8 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	// Rebuild the tree from the records: a crash mid-publish leaves at most
 	// unreferenced files, which this removes.
 	if err := svc.Republish(); err != nil {
-		return err
+		// The previous tree stays served; the next change publishes again.
+		log.Error("Unable to publish at start", slog.Any("error", err))
 	}
 	token, err := apiToken(cfg, log)
 	if err != nil {
@@ -153,7 +154,9 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 
 	insp := asynq.NewInspector(connOpt)
 	defer insp.Close()
-	go requeueLoop(ctx, st, insp, queue, log)
+	go jobs.RequeueLoop(ctx, requeueEvery, insp, queue, st.UnfinishedJobs, func(jobID, reason string) error {
+		return svc.RecordResult(jobID, images.JobResult{Error: reason})
+	}, log)
 
 	app := web.New(web.Deps{
 		Config: cfg, Store: st, Blobs: b, Images: svc, Publisher: pub, Queue: queue, Progress: tracker,
@@ -170,27 +173,6 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}
 	log.Info("Web server stopping")
 	return app.ShutdownWithTimeout(10 * time.Second)
-}
-
-// requeueLoop enqueues again the unfinished jobs Redis lost, at start and
-// then periodically.
-func requeueLoop(ctx context.Context, st *store.Store, insp *asynq.Inspector, queue *asynq.Client, log *slog.Logger) {
-	t := time.NewTicker(requeueEvery)
-	defer t.Stop()
-	for {
-		unfinished, err := st.UnfinishedJobs()
-		if err == nil {
-			_, err = jobs.Requeue(ctx, insp, queue, unfinished, log)
-		}
-		if err != nil && ctx.Err() == nil {
-			log.Warn("Unable to requeue unfinished jobs", slog.Any("error", err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // apiToken returns the configured token, or the one stored in the data

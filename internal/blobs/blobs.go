@@ -150,9 +150,9 @@ func (s *Store) GC(used map[string]bool) (int64, error) {
 	return freed, nil
 }
 
-// CleanStaging removes files in staging/sub for which keep returns false,
-// the leftovers of uploads or downloads that a crash interrupted.
-func (s *Store) CleanStaging(sub string, keep func(path string) bool) (int, error) {
+// CleanStaging removes files in staging/sub for which keep (given the name
+// StagedRel returns) is false: the leftovers of interrupted uploads.
+func (s *Store) CleanStaging(sub string, keep func(rel string) bool) (int, error) {
 	dir, err := s.StagingDir(sub)
 	if err != nil {
 		return 0, err
@@ -164,7 +164,7 @@ func (s *Store) CleanStaging(sub string, keep func(path string) bool) (int, erro
 	removed := 0
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
-		if keep(p) {
+		if keep(sub + "/" + e.Name()) {
 			continue
 		}
 		if err := os.RemoveAll(p); err != nil {
@@ -175,11 +175,25 @@ func (s *Store) CleanStaging(sub string, keep func(path string) bool) (int, erro
 	return removed, nil
 }
 
-// InStaging reports whether p lies inside the staging directory, so a path
-// from a job payload cannot point anywhere else.
-func (s *Store) InStaging(p string) bool {
-	rel, err := filepath.Rel(s.stagingDir, filepath.Clean(p))
-	return err == nil && rel != "." && !strings.HasPrefix(rel, "..") && !filepath.IsAbs(rel)
+// StagedRel names a staging file relative to the staging directory: job
+// payloads carry that, so a worker whose data directory is mounted at
+// another place (or that runs in another directory) finds the same file.
+func (s *Store) StagedRel(abs string) (string, error) {
+	rel, err := filepath.Rel(s.stagingDir, filepath.Clean(abs))
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
+		return "", fmt.Errorf("%s is not in the staging directory", abs)
+	}
+	return filepath.ToSlash(rel), nil
+}
+
+// StagedPath resolves a name from StagedRel; a name that would leave the
+// staging directory is an error, so a payload cannot point anywhere else.
+func (s *Store) StagedPath(rel string) (string, error) {
+	clean := filepath.Clean(filepath.FromSlash(rel))
+	if rel == "" || filepath.IsAbs(clean) || clean == "." || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) || strings.ContainsRune(rel, 0) {
+		return "", fmt.Errorf("%q is not a staging file", rel)
+	}
+	return filepath.Join(s.stagingDir, clean), nil
 }
 
 // hashBufSize is large enough that sha256 (SHA-NI, ~1 GB/s) and not the

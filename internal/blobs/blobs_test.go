@@ -83,29 +83,30 @@ func TestCleanStaging(t *testing.T) {
 	require.NoError(t, err)
 	keep := stage(t, s, "keep", []byte("1"))
 	drop := stage(t, s, "drop", []byte("2"))
-	n, err := s.CleanStaging("test", func(p string) bool { return p == keep })
+	n, err := s.CleanStaging("test", func(rel string) bool { return rel == "test/keep" })
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	assert.FileExists(t, keep)
 	assert.NoFileExists(t, drop)
 }
 
-func TestInStaging(t *testing.T) {
+func TestStagedNames(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
 	require.NoError(t, err)
-	tests := []struct {
-		path string
-		want bool
-	}{
-		{filepath.Join(dir, "staging", "uploads", "x"), true},
-		{filepath.Join(dir, "staging"), false},
-		{filepath.Join(dir, "staging", "..", "customstream.db"), false},
-		{"/etc/passwd", false},
+	rel, err := s.StagedRel(filepath.Join(dir, "staging", "uploads", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "uploads/x", rel)
+	p, err := s.StagedPath(rel)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "staging", "uploads", "x"), p)
+
+	for _, bad := range []string{filepath.Join(dir, "staging"), filepath.Join(dir, "customstream.db"), "/etc/passwd"} {
+		_, err := s.StagedRel(bad)
+		assert.Error(t, err, bad)
 	}
-	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
-			assert.Equal(t, tt.want, s.InStaging(tt.path))
-		})
+	for _, bad := range []string{"", ".", "..", "../customstream.db", "uploads/../../x", "/etc/passwd", "a\x00b"} {
+		_, err := s.StagedPath(bad)
+		assert.Error(t, err, bad)
 	}
 }

@@ -54,8 +54,9 @@ func NewID() string {
 // StagedFile is one uploaded file waiting in staging.
 type StagedFile struct {
 	Field string
-	Path  string
-	Size  int64
+	// Path is relative to the staging directory (blobs.Store.StagedRel).
+	Path string
+	Size int64
 }
 
 // Upload is a validated upload, ready to be recorded.
@@ -132,7 +133,11 @@ func (s *Service) Create(u *Upload, newJob NewJobFunc) (*store.Image, *store.Job
 			return nil, nil, err
 		}
 		img.JobID = job.ID
+		// Under mu, no record appears while a garbage collection runs: a
+		// worker could otherwise rely on a blob the collection removes.
+		s.mu.Lock()
 		err = s.store.CreateImage(img, job)
+		s.mu.Unlock()
 		if errors.Is(err, store.ErrConflict) {
 			if u.Meta.VersionName == "" && attempt < 3 {
 				continue
@@ -255,8 +260,9 @@ func applyHashes(img *store.Image, items []HashedItem) error {
 }
 
 func (s *Service) removeStaged(paths []string) {
-	for _, p := range paths {
-		if !s.blobs.InStaging(p) {
+	for _, rel := range paths {
+		p, err := s.blobs.StagedPath(rel)
+		if err != nil {
 			continue
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -273,11 +279,6 @@ func (s *Service) Delete(id string) (*store.Image, error) {
 	img, err := s.store.DeleteImage(id)
 	if err != nil {
 		return nil, err
-	}
-	if img.JobID != "" {
-		if err := s.store.CancelJob(img.JobID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
 	}
 	var staged []string
 	for _, it := range img.Items {
@@ -351,7 +352,7 @@ func (s *Service) CleanStaging() error {
 			}
 		}
 	}
-	n, err := s.blobs.CleanStaging(UploadsStaging, func(p string) bool { return keep[p] })
+	n, err := s.blobs.CleanStaging(UploadsStaging, func(rel string) bool { return keep[rel] })
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,17 @@ func (e *env) stage(t *testing.T, field, content string) StagedFile {
 	_, err = f.WriteString(content)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	return StagedFile{Field: field, Path: f.Name(), Size: int64(len(content))}
+	rel, err := e.blobs.StagedRel(f.Name())
+	require.NoError(t, err)
+	return StagedFile{Field: field, Path: rel, Size: int64(len(content))}
+}
+
+// staged resolves a staging name.
+func (e *env) staged(t *testing.T, rel string) string {
+	t.Helper()
+	p, err := e.blobs.StagedPath(rel)
+	require.NoError(t, err)
+	return p
 }
 
 func newJob(img *store.Image) (*store.Job, error) {
@@ -63,7 +73,7 @@ func (e *env) hashAll(t *testing.T, img *store.Image) JobResult {
 	for _, it := range img.Items {
 		content := "generated manifest"
 		if it.Staged != "" {
-			data, err := os.ReadFile(it.Staged)
+			data, err := os.ReadFile(e.staged(t, it.Staged))
 			require.NoError(t, err)
 			content = string(data)
 		}
@@ -94,7 +104,7 @@ func TestCreateHashPublishDelete(t *testing.T) {
 	assert.Equal(t, store.StatusHashing, img.Status)
 	require.Len(t, img.Items, 4, "kernel, initrd, squashfs and a manifest to generate")
 	assert.Empty(t, img.Items[3].Staged)
-	assert.Equal(t, "uploads/ubuntu/noble/amd64/generic/generic/stable/"+img.VersionName+"/squashfs.manifest", img.Items[3].Path)
+	assert.Equal(t, "uploads/boot/ubuntu/noble/amd64/generic/generic/stable/"+img.VersionName+"/squashfs.manifest", img.Items[3].Path)
 
 	require.NoError(t, e.svc.RecordResult(job.ID, e.hashAll(t, img)))
 	got, err := e.store.GetImage(img.ID)
@@ -107,7 +117,7 @@ func TestCreateHashPublishDelete(t *testing.T) {
 	}
 	for _, it := range img.Items {
 		if it.Staged != "" {
-			assert.NoFileExists(t, it.Staged, "staged files go once recorded")
+			assert.NoFileExists(t, e.staged(t, it.Staged), "staged files go once recorded")
 		}
 	}
 
@@ -197,10 +207,10 @@ func TestCleanStagingKeepsPendingUploads(t *testing.T) {
 	img, _ := e.upload(t, bootMeta())
 	leftover := e.stage(t, FileRootfs, "from an interrupted upload")
 	require.NoError(t, e.svc.CleanStaging())
-	assert.NoFileExists(t, leftover.Path)
+	assert.NoFileExists(t, e.staged(t, leftover.Path))
 	for _, it := range img.Items {
 		if it.Staged != "" {
-			assert.FileExists(t, it.Staged, "files waiting for their hash job stay")
+			assert.FileExists(t, e.staged(t, it.Staged), "files waiting for their hash job stay")
 		}
 	}
 }

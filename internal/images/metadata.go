@@ -139,8 +139,10 @@ var (
 // Arches are the architectures MAAS deploys.
 var Arches = []string{"amd64", "arm64", "armhf", "i386", "ppc64el", "riscv64", "s390x"}
 
-// SingleFileOSes are the operating systems MAAS installs from a single root image.
-var SingleFileOSes = []string{"centos", "custom", "esxi", "ol", "rhel", "suse", "ubuntu", "windows"}
+// SingleFileOSes are the operating systems MAAS installs from a single root
+// image. Not ubuntu: MAAS 3.7 ignores an ubuntu product whose id lacks
+// ":v3:", which only boot images have; a custom Ubuntu goes in as "custom".
+var SingleFileOSes = []string{"centos", "custom", "esxi", "ol", "rhel", "suse", "windows"}
 
 // SingleRootTypes are the item types of a single-file root image.
 var SingleRootTypes = []string{"root-tgz", "root-tbz", "root-txz", "root-dd", "root-dd.xz", "root-dd.gz",
@@ -324,12 +326,13 @@ func (m *Metadata) ContentID() string {
 }
 
 // itemDir is the directory of a version's files, relative to the mirror root;
-// every part is a checked name, so it cannot leave uploads/.
+// every part is a checked name, so it cannot leave uploads/. Each kind has
+// its own subtree with a fixed depth, so no file path is another's directory.
 func (m *Metadata) itemDir(versionName string) string {
 	if m.Kind() == store.KindBoot {
-		return strings.Join([]string{"uploads", m.OS, m.Release, m.Arch, m.Subarch, m.Kflavor, m.Label, versionName}, "/")
+		return strings.Join([]string{"uploads", "boot", m.OS, m.Release, m.Arch, m.Subarch, m.Kflavor, m.Label, versionName}, "/")
 	}
-	return strings.Join([]string{"uploads", m.OS, m.Release, m.Arch, m.Subarch, m.Label, versionName}, "/")
+	return strings.Join([]string{"uploads", "single", m.OS, m.Release, m.Arch, m.Subarch, m.Label, versionName}, "/")
 }
 
 // itemFor names the item an uploaded file becomes.

@@ -66,6 +66,7 @@ func TestValidate(t *testing.T) {
 		{"no rootfs", func(*Metadata) {}, map[string]bool{FileKernel: true, FileInitrd: true}, "rootfs", "required"},
 		{"squashfs without kernel", func(*Metadata) {}, map[string]bool{FileInitrd: true, FileRootfs: true}, "kernel", "required for a squashfs"},
 		{"single-file with kernel", func(m *Metadata) { m.OS, m.RootfsType = "centos", "root-tgz" }, bootFiles, "kernel", "not used by a single-file"},
+		{"ubuntu single-file image", func(m *Metadata) { m.RootfsType = "root-tgz" }, map[string]bool{FileRootfs: true}, "os", "not an OS MAAS installs"},
 		{"single-file of unknown os", func(m *Metadata) { m.OS, m.RootfsType = "plan9", "root-tgz" }, map[string]bool{FileRootfs: true}, "os", "not an OS MAAS installs"},
 		{"unknown rootfs type", func(m *Metadata) { m.RootfsType = "iso" }, map[string]bool{FileRootfs: true}, "rootfs_type", "not supported"},
 	}

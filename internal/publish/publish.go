@@ -47,7 +47,9 @@ type Entry struct {
 type Result struct {
 	Versions int
 	Files    int
-	Took     time.Duration
+	// Skipped are the ready versions left out, by image id, with the reason.
+	Skipped map[string]string
+	Took    time.Duration
 }
 
 // Publisher owns the publish directory.
@@ -89,13 +91,40 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	start := time.Now()
 	updated := simplestreams.FormatTime(p.now())
 
-	docs, files, err := build(imgs, updated)
-	if err != nil {
-		return nil, err
+	docs, files, skipped := build(imgs, updated)
+	// A version whose files cannot be linked (a blob gone, a path taken
+	// by a directory) is left out; it must not stop every other one.
+	failed := map[string]bool{}
+	for i := range imgs {
+		img := &imgs[i]
+		if img.Status != store.StatusReady || skipped[img.ID] != "" {
+			continue
+		}
+		for _, it := range img.Items {
+			if err := p.link(it.Path, it.SHA256); err != nil {
+				failed[img.ID] = true
+				skipped[img.ID] = err.Error()
+				break
+			}
+		}
 	}
-	for rel, e := range files {
-		if err := p.link(rel, e.SHA256); err != nil {
-			return nil, err
+	if len(failed) > 0 {
+		kept := make([]store.Image, 0, len(imgs))
+		for _, img := range imgs {
+			if !failed[img.ID] {
+				kept = append(kept, img)
+			}
+		}
+		var again map[string]string
+		docs, files, again = build(kept, updated)
+		for id, why := range again {
+			skipped[id] = why
+		}
+	}
+	for i := range imgs {
+		if why := skipped[imgs[i].ID]; why != "" {
+			p.log.Error("Version left out of the stream", slog.String("image_id", imgs[i].ID),
+				slog.String("product_id", imgs[i].ProductID), slog.String("version_name", imgs[i].VersionName), slog.String("reason", why))
 		}
 	}
 	items := len(files)
@@ -154,17 +183,21 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 			versions += len(prod.Versions)
 		}
 	}
-	res := &Result{Versions: versions, Files: items, Took: time.Since(start)}
+	res := &Result{Versions: versions, Files: items, Skipped: skipped, Took: time.Since(start)}
 	p.log.Info("Published stream", slog.Int("versions", res.Versions), slog.Int("files", res.Files), slog.Duration("took", res.Took))
 	return res, nil
 }
 
 // build groups ready images into product documents, one per content id,
-// plus products.json for uploads; no document is ever empty.
-func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[string]Entry, error) {
+// plus products.json for uploads; no document is ever empty. A version whose
+// path another version uses for different content is left out (skipped,
+// by image id). Product fields come from the newest version.
+func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[string]Entry, map[string]string) {
 	byContent := map[string]*simplestreams.Products{}
 	files := map[string]Entry{}
-	add := func(contentID string, img *store.Image) error {
+	skipped := map[string]string{}
+	newest := map[string]string{} // product id → version its fields come from
+	add := func(contentID string, img *store.Image) {
 		doc := byContent[contentID]
 		if doc == nil {
 			doc = &simplestreams.Products{ContentID: contentID, DataType: simplestreams.DataTypeIDs,
@@ -173,7 +206,12 @@ func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[s
 		}
 		prod, ok := doc.Products[img.ProductID]
 		if !ok {
-			prod = simplestreams.Product{Fields: ProductFields(img), Versions: map[string]simplestreams.Version{}}
+			prod.Versions = map[string]simplestreams.Version{}
+		}
+		if img.VersionName >= newest[contentID+" "+img.ProductID] {
+			newest[contentID+" "+img.ProductID] = img.VersionName
+			prod.Fields = ProductFields(img)
+			prod.NullFields = nil
 			if _, ok := prod.Fields["support_eol"]; !ok && img.Kind != store.KindBootloader {
 				prod.NullFields = []string{"support_eol"}
 			}
@@ -181,27 +219,25 @@ func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[s
 		ver := simplestreams.Version{Items: map[string]simplestreams.Item{}}
 		for _, it := range img.Items {
 			ver.Items[it.Name] = simplestreams.Item{FType: it.FType, Path: it.Path, SHA256: it.SHA256, Size: it.Size, Extra: it.Extra}
-			if prev, ok := files[it.Path]; ok && prev.SHA256 != it.SHA256 {
-				return fmt.Errorf("publish: path %s names two different files", it.Path)
-			}
-			files[it.Path] = Entry{SHA256: it.SHA256, Size: it.Size}
 		}
 		prod.Versions[img.VersionName] = ver
 		doc.Products[img.ProductID] = prod
-		return nil
 	}
 	for i := range imgs {
 		img := &imgs[i]
 		if img.Status != store.StatusReady {
 			continue
 		}
-		if err := add(img.ContentID, img); err != nil {
-			return nil, nil, err
+		if why := pathConflict(files, img); why != "" {
+			skipped[img.ID] = why
+			continue
 		}
+		for _, it := range img.Items {
+			files[it.Path] = Entry{SHA256: it.SHA256, Size: it.Size}
+		}
+		add(img.ContentID, img)
 		if img.Origin == store.OriginUpload {
-			if err := add(ProductsContentID, img); err != nil {
-				return nil, nil, err
-			}
+			add(ProductsContentID, img)
 		}
 	}
 	ids := make([]string, 0, len(byContent))
@@ -213,7 +249,16 @@ func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[s
 	for _, id := range ids {
 		docs = append(docs, byContent[id])
 	}
-	return docs, files, nil
+	return docs, files, skipped
+}
+
+func pathConflict(files map[string]Entry, img *store.Image) string {
+	for _, it := range img.Items {
+		if prev, ok := files[it.Path]; ok && prev.SHA256 != it.SHA256 {
+			return fmt.Sprintf("path %s is already published with other content", it.Path)
+		}
+	}
+	return ""
 }
 
 // ProductFields are the product-level fields MAAS reads for an image: a
@@ -336,6 +381,11 @@ func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
 	if werr != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", dst, werr)
+	}
+	// The rename itself survives a power loss only once the directory is synced.
+	if d, err := os.Open(filepath.Dir(dst)); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }

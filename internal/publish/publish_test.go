@@ -185,19 +185,42 @@ func TestPublishKeepsUpdatedWhenNothingChanged(t *testing.T) {
 	assert.Contains(t, string(changed), "Thu, 01 Jan 2026 11:00:00 +0000")
 }
 
-func TestPublishRefusesMissingBlob(t *testing.T) {
+func TestPublishLeavesOutABrokenVersionOnly(t *testing.T) {
 	f := newFixture(t)
 	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
-	_, err := f.pub.Publish([]store.Image{a})
-	require.NoError(t, err)
-	before, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
-	require.NoError(t, err)
-
 	b := f.bootImage(t, "b", "20260102.01", store.StatusReady)
 	require.NoError(t, f.blobs.Remove(b.Items[0].SHA256))
-	_, err = f.pub.Publish([]store.Image{a, b})
-	require.Error(t, err)
-	after, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	c := f.singleImage(t, "c", "20260101.01")
+	// d claims a's kernel path for other content.
+	d := f.singleImage(t, "d", "20260102.01")
+	d.Items[0].Path = a.Items[0].Path
+
+	res, err := f.pub.Publish([]store.Image{a, b, c, d})
 	require.NoError(t, err)
-	assert.Equal(t, before, after, "a failed publish leaves the old index")
+	assert.Contains(t, res.Skipped["b"], "blob")
+	assert.Contains(t, res.Skipped["d"], "already published with other content")
+	assert.Len(t, res.Skipped, 2)
+	assert.Equal(t, 2, res.Versions)
+	rep := f.validate(t)
+	assert.True(t, rep.OK())
+	_, ok := f.pub.Lookup(b.Items[1].Path)
+	assert.False(t, ok)
+	data, err := os.ReadFile(filepath.Join(f.pub.Dir(), a.Items[0].Path))
+	require.NoError(t, err)
+	assert.Equal(t, "kernel 20260101.01", string(data), "a's file is not replaced")
+}
+
+func TestPublishTakesProductFieldsFromTheNewestVersion(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	b := f.bootImage(t, "b", "20260102.01", store.StatusReady)
+	b.ReleaseTitle, b.SupportEOL = "24.04 LTS", "2029-05-31"
+	for _, order := range [][]store.Image{{a, b}, {b, a}} {
+		_, err := f.pub.Publish(order)
+		require.NoError(t, err)
+		data, err := os.ReadFile(filepath.Join(f.pub.Dir(), docPath(a.ContentID)))
+		require.NoError(t, err)
+		assert.Contains(t, string(data), `"release_title": "24.04 LTS"`)
+		assert.Contains(t, string(data), `"support_eol": "2029-05-31"`)
+	}
 }

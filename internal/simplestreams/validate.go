@@ -395,13 +395,22 @@ func (v *validator) entryPath(indexDoc, where string, e object) (string, bool) {
 }
 
 func (v *validator) compareProductLists(indexDoc, where string, listed, inFile []string) {
+	// Sets, not slices: a real catalog lists tens of thousands of products.
+	listedSet := make(map[string]bool, len(listed))
 	for _, id := range listed {
-		if !slices.Contains(inFile, id) {
+		listedSet[id] = true
+	}
+	fileSet := make(map[string]bool, len(inFile))
+	for _, id := range inFile {
+		fileSet[id] = true
+	}
+	for _, id := range listed {
+		if !fileSet[id] {
 			v.errorf(forAll, indexDoc, where, "lists product %s, which its product file does not have", id)
 		}
 	}
 	for _, id := range inFile {
-		if !slices.Contains(listed, id) {
+		if !listedSet[id] {
 			v.errorf(forAll, indexDoc, where, "does not list product %s of its product file", id)
 		}
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -149,12 +150,18 @@ func (s *Store) ListImages() ([]Image, error) {
 	return imgs, nil
 }
 
-// DeleteImage removes an image record and returns it.
+// DeleteImage removes an image record and returns it; an unfinished job of
+// the image is canceled in the same transaction.
 func (s *Store) DeleteImage(id string) (*Image, error) {
 	var img Image
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := get(tx, bucketImages, id, &img); err != nil {
 			return err
+		}
+		if img.JobID != "" {
+			if err := cancelJob(tx, img.JobID); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
 		}
 		return tx.Bucket(bucketImages).Delete([]byte(id))
 	})

@@ -110,20 +110,22 @@ func (s *Store) FinishJob(jobID, state, errMsg string, update func(img *Image) e
 	return &img, nil
 }
 
-// CancelJob marks an unfinished job canceled (its image was deleted).
+// CancelJob marks an unfinished job canceled.
 func (s *Store) CancelJob(jobID string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		var job Job
-		if err := get(tx, bucketJobs, jobID, &job); err != nil {
-			return err
-		}
-		if job.Finished() {
-			return nil
-		}
-		job.State = JobCanceled
-		job.FinishedAt = time.Now().UTC()
-		return put(tx, bucketJobs, job.ID, &job)
-	})
+	return s.db.Update(func(tx *bolt.Tx) error { return cancelJob(tx, jobID) })
+}
+
+func cancelJob(tx *bolt.Tx, jobID string) error {
+	var job Job
+	if err := get(tx, bucketJobs, jobID, &job); err != nil {
+		return err
+	}
+	if job.Finished() {
+		return nil
+	}
+	job.State = JobCanceled
+	job.FinishedAt = time.Now().UTC()
+	return put(tx, bucketJobs, job.ID, &job)
 }
 
 // UnfinishedJobs returns the jobs that still wait for a result.

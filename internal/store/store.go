@@ -14,8 +14,10 @@ import (
 
 // Bucket names.
 var (
-	bucketImages = []byte("images")
-	bucketJobs   = []byte("jobs")
+	bucketImages    = []byte("images")
+	bucketJobs      = []byte("jobs")
+	bucketUpstreams = []byte("upstreams")
+	bucketCatalogs  = []byte("catalogs")
 )
 
 // Errors callers tell apart.
@@ -41,7 +43,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketJobs} {
+		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

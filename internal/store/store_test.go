@@ -83,8 +83,11 @@ func TestFinishJobOfDeletedImage(t *testing.T) {
 	require.NoError(t, s.CreateImage(img, job))
 	_, err := s.DeleteImage("a")
 	require.NoError(t, err)
-	_, err = s.FinishJob(job.ID, JobSucceeded, "", func(*Image) error { return errors.New("must not be called") })
+	j, err := s.GetJob(job.ID)
 	require.NoError(t, err)
+	assert.Equal(t, JobCanceled, j.State, "deleting an image cancels its job")
+	_, err = s.FinishJob(job.ID, JobSucceeded, "", func(*Image) error { return errors.New("must not be called") })
+	assert.ErrorIs(t, err, ErrFinished, "a late result of a deleted image changes nothing")
 }
 
 func TestUnfinishedJobsAndCancel(t *testing.T) {
@@ -103,4 +106,26 @@ func TestUnfinishedJobsAndCancel(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotFound)
 	_, err = s.DeleteImage("missing")
 	assert.ErrorIs(t, err, ErrNotFound)
+}
+
+func TestUpstreamsAndCatalogs(t *testing.T) {
+	s := openTemp(t)
+	_, err := s.GetCatalog("http://a/streams/v1/index.json")
+	assert.ErrorIs(t, err, ErrNotFound)
+	old := time.Now().Add(-time.Hour)
+	require.NoError(t, s.PutUpstream(&Upstream{URL: "http://a/streams/v1/index.json", Products: 3, LastUsed: old}, []byte("A")))
+	require.NoError(t, s.PutUpstream(&Upstream{URL: "http://b/streams/v1/index.sjson", Signed: true, LastUsed: old.Add(time.Minute)}, []byte("B")))
+	ups, err := s.ListUpstreams()
+	require.NoError(t, err)
+	require.Len(t, ups, 2)
+	assert.Equal(t, "http://b/streams/v1/index.sjson", ups[0].URL)
+
+	require.NoError(t, s.TouchUpstream("http://a/streams/v1/index.json"))
+	ups, err = s.ListUpstreams()
+	require.NoError(t, err)
+	assert.Equal(t, "http://a/streams/v1/index.json", ups[0].URL, "the one used last comes first")
+	data, err := s.GetCatalog("http://a/streams/v1/index.json")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("A"), data)
+	assert.ErrorIs(t, s.TouchUpstream("http://nowhere/"), ErrNotFound)
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"crypto/subtle"
+	"net/url"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -14,6 +15,23 @@ func (h *handler) requireToken(c *fiber.Ctx) error {
 	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(h.APIToken)) != 1 {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="customstream"`)
 		return fiber.NewError(fiber.StatusUnauthorized, "missing or wrong API token: send Authorization: Bearer TOKEN")
+	}
+	return c.Next()
+}
+
+// sameOrigin refuses a state-changing portal request that another site made
+// the browser send (a form on a page the admin happened to open): the
+// browser's Sec-Fetch-Site or Origin header gives such a request away.
+func (h *handler) sameOrigin(c *fiber.Ctx) error {
+	site := c.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" && site != "none" {
+		return fiber.NewError(fiber.StatusForbidden, "cross-site request refused")
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host != string(c.Request().Host()) {
+			return fiber.NewError(fiber.StatusForbidden, "cross-site request refused")
+		}
 	}
 	return c.Next()
 }

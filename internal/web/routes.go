@@ -24,8 +24,8 @@ func (h *handler) routes(app *fiber.App) {
 	app.Get("/images", h.showImagesPage)
 	app.Get("/images/rows", h.showImageRows)
 	app.Get("/images/new", h.showUploadPage)
-	app.Post("/images/upload", h.uploadFromPortal)
-	app.Post("/images/:id/delete", h.deleteFromPortal)
+	app.Post("/images/upload", h.sameOrigin, h.uploadFromPortal)
+	app.Post("/images/:id/delete", h.sameOrigin, h.deleteFromPortal)
 	app.Get("/setup", h.showSetupPage)
 	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static.FS), MaxAge: 3600}))
 

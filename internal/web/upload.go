@@ -53,13 +53,15 @@ type receivedUpload struct {
 	form  map[string]string
 	meta  images.Metadata
 	files []images.StagedFile
+	paths []string // the staged files' full paths
 }
 
 // remove deletes the staged files of a refused upload.
 func (r *receivedUpload) remove() {
-	for _, f := range r.files {
-		os.Remove(f.Path)
+	for _, p := range r.paths {
+		os.Remove(p)
 	}
+	r.files, r.paths = nil, nil
 }
 
 // receive reads a multipart upload from the request body stream, writing each
@@ -101,7 +103,6 @@ func (h *handler) readParts(mr *multipart.Reader, r *receivedUpload) *uploadErro
 		if refused == nil {
 			refused = e
 			r.remove()
-			r.files = nil
 		}
 	}
 	for n := 0; ; n++ {
@@ -138,12 +139,13 @@ func (h *handler) readParts(mr *multipart.Reader, r *receivedUpload) *uploadErro
 				}
 				continue
 			}
-			f, uerr := h.stageFile(name, part)
+			f, path, uerr := h.stageFile(name, part)
 			if uerr != nil {
 				r.remove()
 				return uerr
 			}
 			r.files = append(r.files, *f)
+			r.paths = append(r.paths, path)
 			continue
 		}
 		value, err := io.ReadAll(io.LimitReader(part, maxFieldSize+1))
@@ -161,32 +163,39 @@ func (h *handler) readParts(mr *multipart.Reader, r *receivedUpload) *uploadErro
 	}
 }
 
-// stageFile copies one file part to a new staging file, enforcing the size limit.
-func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, *uploadError) {
+// stageFile copies one file part to a new staging file, enforcing the size
+// limit, and returns it with its full path.
+func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, string, *uploadError) {
+	unwritable := &uploadError{status: fiber.StatusInternalServerError, msg: "staging is not writable: see the server log"}
 	dir, err := h.Blobs.StagingDir(images.UploadsStaging)
 	if err != nil {
-		return nil, &uploadError{status: fiber.StatusInternalServerError, msg: "staging is not writable: see the server log"}
+		return nil, "", unwritable
 	}
 	f, err := os.CreateTemp(dir, "upload-"+field+"-*")
 	if err != nil {
 		h.Log.Error("Unable to create a staging file", slog.Any("error", err))
-		return nil, &uploadError{status: fiber.StatusInternalServerError, msg: "staging is not writable: see the server log"}
+		return nil, "", unwritable
 	}
+	path := f.Name()
 	limit := h.Config.MaxUploadSize
 	// The multipart reader hands out a few KiB at a time: gather them into
-	// large writes.
-	w := bufio.NewWriterSize(f, copyBufferLen)
+	// large writes. Hiding the file's ReadFrom keeps bufio from handing the
+	// copy straight to it in small pieces.
+	w := bufio.NewWriterSize(struct{ io.Writer }{f}, copyBufferLen)
 	n, err := w.ReadFrom(io.LimitReader(part, limit+1))
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
+	// On disk before the hash job reads it and the blob store keeps it.
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	staged := &images.StagedFile{Field: field, Path: f.Name(), Size: n}
-	fail := func(uerr *uploadError) (*images.StagedFile, *uploadError) {
-		os.Remove(f.Name())
-		return nil, uerr
+	fail := func(uerr *uploadError) (*images.StagedFile, string, *uploadError) {
+		os.Remove(path)
+		return nil, "", uerr
 	}
 	switch {
 	case errors.Is(err, syscall.ENOSPC):
@@ -198,7 +207,12 @@ func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, *
 	case n == 0:
 		return fail(badUpload("%s: the file is empty", field))
 	}
-	return staged, nil
+	rel, err := h.Blobs.StagedRel(path)
+	if err != nil {
+		h.Log.Error("Staging file outside staging", slog.Any("error", err))
+		return fail(unwritable)
+	}
+	return &images.StagedFile{Field: field, Path: rel, Size: n}, path, nil
 }
 
 // createImage validates a received upload, records it and enqueues its hash job.

@@ -245,7 +245,7 @@ func TestUploadSingleFileImage(t *testing.T) {
 	assert.NotContains(t, index, images.ContentBoot)
 	_, doc := e.get(t, "/streams/v1/"+images.ContentSingle+".json")
 	assert.Contains(t, doc, `"root-tgz"`)
-	assert.Contains(t, doc, "uploads/centos/centos70/amd64/generic/stable/")
+	assert.Contains(t, doc, "uploads/single/centos/centos70/amd64/generic/stable/")
 }
 
 func TestUploadRefusals(t *testing.T) {
@@ -409,4 +409,31 @@ func TestPortalUploadAndDelete(t *testing.T) {
 	resp, body = e.do(t, httptest.NewRequest(http.MethodPost, fmt.Sprintf("/images/%s/delete", imgs[0].ID), nil))
 	require.Equal(t, 200, resp.StatusCode)
 	assert.Contains(t, body, "No images yet")
+}
+
+func TestPortalRefusesCrossSitePosts(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	tests := []struct {
+		name    string
+		headers []string
+		status  int
+	}{
+		{"other origin", []string{"Origin", "http://evil.example"}, 403},
+		{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{"same origin", []string{"Origin", "http://example.com", "Sec-Fetch-Site", "same-origin"}, 202},
+		{"no browser headers", nil, 202},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := e.upload(t, "/images/upload", append(bootFields(), part{"version_name", strings.ReplaceAll(tt.name, " ", "-")}),
+				bootFileParts(), append([]string{"HX-Request", "true"}, tt.headers...)...)
+			assert.Equal(t, tt.status, resp.StatusCode, body)
+		})
+	}
+	resp, _ := e.do(t, func() *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/images/x/delete", nil)
+		r.Header.Set("Origin", "http://evil.example")
+		return r
+	}())
+	assert.Equal(t, 403, resp.StatusCode)
 }
