@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,15 +17,19 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/mirror"
 	"github.com/customstream/customstream/internal/progress"
 	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/internal/upstream"
 	"github.com/customstream/customstream/internal/web"
 	"github.com/customstream/customstream/jobs"
 )
@@ -100,7 +103,9 @@ func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store,
 		ShutdownTimeout: 20 * time.Second,
 	})
 	mux := asynq.NewServeMux()
-	downloader := &mirror.Downloader{Client: downloadClient(), Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
+	// Downloads follow the same proxy and redirect rules as catalog fetches.
+	client := upstream.New(upstream.Options{UserAgent: "customstream/" + version}).DownloadClient()
+	downloader := &mirror.Downloader{Client: client, Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
 	jobs.RegisterWorker(mux,
 		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log},
 		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log}, log)
@@ -136,6 +141,11 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	if err != nil {
 		return err
 	}
+	keyring, err := upstreamKeyring(cfg)
+	if err != nil {
+		return err
+	}
+	catalogs := catalog.New(st, upstream.New(upstream.Options{Keyring: keyring, UserAgent: "customstream/" + version}), log)
 
 	results := asynq.NewServer(connOpt, asynq.Config{
 		Concurrency: 1, // results are small; one at a time keeps publishes ordered
@@ -159,7 +169,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}, log)
 
 	app := web.New(web.Deps{
-		Config: cfg, Store: st, Blobs: b, Images: svc, Publisher: pub, Queue: queue, Progress: tracker,
+		Config: cfg, Store: st, Blobs: b, Images: svc, Catalog: catalogs, Publisher: pub, Queue: queue, Progress: tracker,
 		Redis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		APIToken: token, Version: version, Log: log,
 	})
@@ -226,12 +236,19 @@ func startEmbeddedRedis(ctx context.Context) (*miniredis.Miniredis, error) {
 	return m, nil
 }
 
-// downloadClient fetches upstream items: through HTTPS_PROXY/HTTP_PROXY as
-// the environment says, with no overall deadline (files are gigabytes) but
-// bounded waits for a connection and for the answer's headers.
-func downloadClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = http.ProxyFromEnvironment
-	t.ResponseHeaderTimeout = time.Minute
-	return &http.Client{Transport: t}
+// upstreamKeyring reads CUSTOMSTREAM_UPSTREAM_KEYRING, or returns the Ubuntu
+// cloud image key that signs images.maas.io.
+func upstreamKeyring(cfg *config.Config) (openpgp.EntityList, error) {
+	if cfg.UpstreamKeyring == "" {
+		return upstream.DefaultKeyring()
+	}
+	data, err := os.ReadFile(cfg.UpstreamKeyring)
+	if err != nil {
+		return nil, fmt.Errorf("CUSTOMSTREAM_UPSTREAM_KEYRING: %w", err)
+	}
+	keys, err := simplestreams.ReadKeyring(data)
+	if err != nil {
+		return nil, fmt.Errorf("CUSTOMSTREAM_UPSTREAM_KEYRING %s: %w", cfg.UpstreamKeyring, err)
+	}
+	return keys, nil
 }

@@ -34,6 +34,9 @@ type Config struct {
 	DownloadParallel int
 	// KeepVersions is how many versions of each mirrored product are kept.
 	KeepVersions int
+	// UpstreamKeyring is a keyring file verifying signed upstreams; empty
+	// means the Ubuntu cloud image key built in.
+	UpstreamKeyring string
 	// LogFormat is "text" or "json"; LogLevel is debug, info, warn or error.
 	LogFormat string
 	LogLevel  string
@@ -125,6 +128,16 @@ var settings = []setting{
 			return fmt.Errorf("want a whole number, 0 or more, got %q", v)
 		}
 		c.KeepVersions = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_UPSTREAM_KEYRING", "", "keyring (armored or binary) for signed upstreams; empty: the Ubuntu cloud image key", func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		if _, err := os.Stat(v); err != nil {
+			return fmt.Errorf("cannot read %s: %w", v, err)
+		}
+		c.UpstreamKeyring = v
 		return nil
 	}},
 	{"CUSTOMSTREAM_LOG_FORMAT", "text", "text or json", func(c *Config, v string) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/progress"
@@ -28,6 +29,7 @@ type Deps struct {
 	Store     *store.Store
 	Blobs     *blobs.Store
 	Images    *images.Service
+	Catalog   *catalog.Service
 	Publisher *publish.Publisher
 	Queue     jobs.Enqueuer
 	Progress  *progress.Tracker

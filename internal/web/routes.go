@@ -31,6 +31,8 @@ func (h *handler) routes(app *fiber.App) {
 
 	// JSON API: bearer token.
 	api := app.Group("/api", h.requireToken)
+	api.Post("/upstream/fetch", h.fetchUpstreamAPI)
+	api.Post("/images/mirror", h.mirrorAPI)
 	api.Post("/images/upload", h.uploadFromAPI)
 	api.Get("/images/list", h.listImagesAPI)
 	api.Delete("/images/:id", h.deleteImageAPI)

@@ -1,0 +1,333 @@
+// Package catalog keeps upstream catalogs: fetched once, cached in the
+// database and in memory, filtered fast enough for live search, and turned
+// into the versions a mirror job downloads.
+package catalog
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/simplestreams"
+	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/internal/upstream"
+)
+
+// DefaultURL is the upstream the portal offers first.
+const DefaultURL = "https://images.maas.io/ephemeral-v3/stable/"
+
+// BootloaderContentID is the content id of MAAS's bootloader products.
+const BootloaderContentID = "com.ubuntu.maas:stable:1:bootloader-download"
+
+// BadURLError is an upstream URL that cannot be used at all (as opposed to
+// an upstream that fails to answer).
+type BadURLError struct{ Err error }
+
+func (e *BadURLError) Error() string { return e.Err.Error() }
+func (e *BadURLError) Unwrap() error { return e.Err }
+
+// Service loads catalogs through a cache.
+type Service struct {
+	store  *store.Store
+	client *upstream.Client
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	loaded map[string]*Loaded // by index URL
+}
+
+// New returns a catalog service.
+func New(st *store.Store, client *upstream.Client, log *slog.Logger) *Service {
+	return &Service{store: st, client: client, log: log, loaded: map[string]*Loaded{}}
+}
+
+// Loaded is one catalog ready for listing.
+type Loaded struct {
+	Catalog *upstream.Catalog
+	Entries []upstream.Entry
+	// search holds each entry's lower-cased id and field values, built
+	// once so a keystroke's search does no allocation per entry.
+	search []string
+	byID   map[string]int
+}
+
+func newLoaded(c *upstream.Catalog) *Loaded {
+	l := &Loaded{Catalog: c, Entries: c.Entries(), byID: map[string]int{}}
+	l.search = make([]string, len(l.Entries))
+	for i, e := range l.Entries {
+		var b strings.Builder
+		b.WriteString(strings.ToLower(e.ProductID))
+		keys := make([]string, 0, len(e.Fields))
+		for k := range e.Fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			b.WriteByte(' ')
+			b.WriteString(strings.ToLower(e.Fields[k]))
+		}
+		l.search[i] = b.String()
+		l.byID[e.ProductID] = i
+	}
+	return l
+}
+
+// Load returns the catalog of rawURL: from memory, else from the database,
+// else (or when refresh is set) fetched from the upstream.
+func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loaded, error) {
+	indexURL, _, err := upstream.ResolveURL(strings.TrimSpace(rawURL))
+	if err != nil {
+		return nil, &BadURLError{err}
+	}
+	if !refresh {
+		s.mu.Lock()
+		l := s.loaded[indexURL]
+		s.mu.Unlock()
+		if l != nil {
+			_ = s.store.TouchUpstream(indexURL)
+			return l, nil
+		}
+		if l, err := s.fromStore(indexURL); err == nil {
+			s.keep(indexURL, l)
+			_ = s.store.TouchUpstream(indexURL)
+			return l, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("Cached catalog unreadable; fetching it again", slog.String("url", indexURL), slog.Any("error", err))
+		}
+	}
+	start := time.Now()
+	cat, err := s.client.FetchCatalog(ctx, indexURL)
+	if err != nil {
+		return nil, err
+	}
+	l := newLoaded(cat)
+	if err := s.save(cat, len(l.Entries)); err != nil {
+		return nil, err
+	}
+	s.keep(indexURL, l)
+	s.log.Info("Catalog fetched", slog.String("url", indexURL), slog.Bool("signed", cat.Signed),
+		slog.Int("products", len(l.Entries)), slog.Duration("took", time.Since(start)))
+	return l, nil
+}
+
+// keep holds a few catalogs in memory; the database has the rest.
+func (s *Service) keep(indexURL string, l *Loaded) {
+	const inMemory = 4
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.loaded[indexURL]; !ok && len(s.loaded) >= inMemory {
+		for k := range s.loaded {
+			delete(s.loaded, k)
+			break
+		}
+	}
+	s.loaded[indexURL] = l
+}
+
+func (s *Service) save(cat *upstream.Catalog, products int) error {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(cat); err != nil {
+		return fmt.Errorf("cache catalog %s: %w", cat.IndexURL, err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("cache catalog %s: %w", cat.IndexURL, err)
+	}
+	now := time.Now().UTC()
+	return s.store.PutUpstream(&store.Upstream{URL: cat.IndexURL, Root: cat.Root, Signed: cat.Signed, Signer: cat.Signer,
+		Products: products, FetchedAt: cat.FetchedAt, LastUsed: now}, buf.Bytes())
+}
+
+func (s *Service) fromStore(indexURL string) (*Loaded, error) {
+	data, err := s.store.GetCatalog(indexURL)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("cached catalog %s: %w", indexURL, err)
+	}
+	var cat upstream.Catalog
+	if err := json.NewDecoder(zr).Decode(&cat); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("cached catalog %s: %w", indexURL, err)
+	}
+	return newLoaded(&cat), nil
+}
+
+// Upstreams lists the upstreams used before, most recent first.
+func (s *Service) Upstreams() ([]store.Upstream, error) { return s.store.ListUpstreams() }
+
+// Query selects entries: sstream filter expressions, free text matched
+// against the id and every field, and exact field values (empty means any).
+type Query struct {
+	Filters simplestreams.Filters
+	Text    string
+	Fields  map[string]string
+}
+
+// Filter returns the entries that match q, in catalog order.
+func (l *Loaded) Filter(q Query) []upstream.Entry {
+	words := strings.Fields(strings.ToLower(q.Text))
+	out := make([]upstream.Entry, 0, 64)
+	for i := range l.Entries {
+		e := &l.Entries[i]
+		if !matchFields(e.Fields, q.Fields) || !q.Filters.MatchMap(e.Fields) || !containsAll(l.search[i], words) {
+			continue
+		}
+		out = append(out, *e)
+	}
+	return out
+}
+
+func matchFields(fields, want map[string]string) bool {
+	for k, v := range want {
+		if v != "" && fields[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func containsAll(haystack string, words []string) bool {
+	for _, w := range words {
+		if !strings.Contains(haystack, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// Values lists the distinct values of a field, for the filter drop-downs.
+func (l *Loaded) Values(field string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range l.Entries {
+		if v := e.Fields[field]; v != "" && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Entry returns one product by id.
+func (l *Loaded) Entry(productID string) (upstream.Entry, bool) {
+	i, ok := l.byID[productID]
+	if !ok {
+		return upstream.Entry{}, false
+	}
+	return l.Entries[i], true
+}
+
+// Bootloaders returns the ids of the bootloader products, which a site with
+// no other boot source needs.
+func (l *Loaded) Bootloaders() []string {
+	var ids []string
+	for _, e := range l.Entries {
+		if e.Kind == upstream.KindBootloader {
+			ids = append(ids, e.ProductID)
+		}
+	}
+	return ids
+}
+
+// LatestVersion describes the newest version of a product as a mirror job
+// downloads it.
+func (l *Loaded) LatestVersion(productID string) (images.MirrorVersion, error) {
+	e, ok := l.Entry(productID)
+	if !ok {
+		return images.MirrorVersion{}, fmt.Errorf("product %s is not in the catalog of %s", productID, l.Catalog.URL)
+	}
+	if e.Kind == upstream.KindUnknown {
+		return images.MirrorVersion{}, fmt.Errorf("product %s is neither a boot image, a single-file image nor a bootloader", productID)
+	}
+	prod := l.Catalog.Products[e.ContentID].Products[productID]
+	ver := prod.Versions[e.LatestVersion]
+	v := images.MirrorVersion{Root: l.Catalog.Root, ContentID: e.ContentID, ProductID: productID, Kind: e.Kind,
+		VersionName: e.LatestVersion, Fields: e.Fields}
+	keys := make([]string, 0, len(ver.Items))
+	for k := range ver.Items {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		it := ver.Items[key]
+		u, err := l.Catalog.ItemURL(it.Path)
+		if err != nil {
+			return images.MirrorVersion{}, fmt.Errorf("product %s version %s item %s: %w", productID, e.LatestVersion, key, err)
+		}
+		v.Items = append(v.Items, images.MirrorItem{Name: key, FType: it.FType, Path: it.Path, URL: u,
+			Size: it.Size, SHA256: it.SHA256, Extra: it.Extra})
+	}
+	return v, nil
+}
+
+// Mirror states of an upstream product here.
+const (
+	StateNotMirrored = "not mirrored"
+	StateMirrored    = "mirrored"
+	StateOutdated    = "outdated"
+	StateDownloading = "downloading"
+	StateFailed      = "failed"
+)
+
+// States tells, for each product of the upstream at root, how it stands
+// here: the latest ready version against the upstream's latest.
+func States(imgs []store.Image, root string, entries []upstream.Entry) map[string]string {
+	type have struct{ ready, busy, failed string }
+	local := map[string]*have{}
+	for _, img := range imgs {
+		if img.Origin != root {
+			continue
+		}
+		h := local[img.ProductID]
+		if h == nil {
+			h = &have{}
+			local[img.ProductID] = h
+		}
+		switch {
+		case img.Status == store.StatusReady && img.VersionName > h.ready:
+			h.ready = img.VersionName
+		case img.Busy():
+			h.busy = img.VersionName
+		case img.Status == store.StatusFailed:
+			h.failed = img.VersionName
+		}
+	}
+	out := make(map[string]string, len(local))
+	for _, e := range entries {
+		h := local[e.ProductID]
+		switch {
+		case h == nil:
+			continue
+		case h.busy != "":
+			out[e.ProductID] = StateDownloading
+		case h.ready != "" && h.ready >= e.LatestVersion:
+			out[e.ProductID] = StateMirrored
+		case h.ready != "":
+			out[e.ProductID] = StateOutdated
+		case h.failed != "":
+			out[e.ProductID] = StateFailed
+		}
+	}
+	return out
+}
+
+// State is one product's state from States, "not mirrored" when absent.
+func State(states map[string]string, productID string) string {
+	if s, ok := states[productID]; ok {
+		return s
+	}
+	return StateNotMirrored
+}
