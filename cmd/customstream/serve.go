@@ -15,9 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
-	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/customstream/customstream/internal/blobs"
