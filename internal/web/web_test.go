@@ -19,11 +19,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/publish"
 	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/testenv"
+	"github.com/customstream/customstream/internal/upstream"
 	"github.com/customstream/customstream/jobs"
 )
 
@@ -43,7 +45,8 @@ func newTestEnv(t *testing.T, maxUpload int64) *testEnv {
 	require.NoError(t, err)
 	cfg.DataDir = e.Dir
 	cfg.MaxUploadSize = maxUpload
-	app := New(Deps{Config: cfg, Store: e.Store, Blobs: e.Blobs, Images: e.Images, Publisher: e.Publisher,
+	catalogs := catalog.New(e.Store, upstream.New(upstream.Options{}), e.Log)
+	app := New(Deps{Config: cfg, Store: e.Store, Blobs: e.Blobs, Images: e.Images, Catalog: catalogs, Publisher: e.Publisher,
 		Queue: e.Queue, Progress: e.Progress, Redis: func(ctx context.Context) error { return e.Redis.Ping(ctx).Err() },
 		APIToken: testToken, Version: "test", Log: e.Log})
 	return &testEnv{Env: e, app: app,

@@ -1,0 +1,159 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/customstream/customstream/internal/mirror"
+	"github.com/customstream/customstream/internal/store"
+	"github.com/customstream/customstream/internal/upstream/upstreamtest"
+	"github.com/customstream/customstream/jobs"
+)
+
+func (e *testEnv) postJSON(t *testing.T, path, body string) (*http.Response, string) {
+	t.Helper()
+	req := withToken(httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)))
+	req.Header.Set("Content-Type", "application/json")
+	return e.do(t, req)
+}
+
+func newUpstream(t *testing.T) (*upstreamtest.Tree, *upstreamtest.Server) {
+	t.Helper()
+	tree, err := upstreamtest.Generate(t.TempDir(), upstreamtest.DefaultOptions())
+	require.NoError(t, err)
+	return tree, upstreamtest.NewServer(t, tree.Dir)
+}
+
+type fetchAnswer struct {
+	URL      string               `json:"url"`
+	Signed   bool                 `json:"signed"`
+	Products []apiUpstreamProduct `json:"products"`
+}
+
+func TestFetchUpstreamAPI(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	tree, srv := newUpstream(t)
+	url := srv.URL + "/streams/v1/index.json"
+
+	resp, body := e.postJSON(t, "/api/upstream/fetch", `{"url": "`+url+`", "filters": ["arch=amd64", "release~jammy"]}`)
+	require.Equal(t, 200, resp.StatusCode, body)
+	var ans fetchAnswer
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	assert.False(t, ans.Signed)
+	var want []string
+	for _, doc := range tree.Products {
+		for id, p := range doc.Products {
+			if p.Fields["arch"] == "amd64" && strings.Contains(p.Fields["release"], "jammy") {
+				want = append(want, id)
+			}
+		}
+	}
+	var got []string
+	for _, p := range ans.Products {
+		got = append(got, p.ProductID)
+		assert.Equal(t, "not mirrored", p.State)
+		assert.Positive(t, p.Size)
+	}
+	assert.ElementsMatch(t, want, got)
+	require.NotEmpty(t, got)
+
+	tests := []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"bad filter", `{"url": "` + url + `", "filters": ["arch"]}`, 400, "filter"},
+		{"bad url", `{"url": "ftp://x/"}`, 400, "only http and https"},
+		{"not json", `{"url": `, 400, "not the JSON"},
+		{"unknown host", `{"url": "http://127.0.0.1:1/"}`, 502, "127.0.0.1:1"},
+		{"too large", `{"url": "` + strings.Repeat("x", 2<<20) + `"}`, 413, "larger than 1 MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := e.postJSON(t, "/api/upstream/fetch", tt.body)
+			assert.Equal(t, tt.status, resp.StatusCode, body)
+			assert.Contains(t, body, tt.want)
+		})
+	}
+	srv.Fail("streams/v1/index.json", 404)
+	resp, body = e.postJSON(t, "/api/upstream/fetch", `{"url": "`+url+`", "refresh": true}`)
+	assert.Equal(t, 502, resp.StatusCode)
+	assert.Contains(t, body, "404")
+}
+
+func TestMirrorAPI(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	tree, srv := newUpstream(t)
+	url := srv.URL + "/streams/v1/index.json"
+	var bootID string
+	for id := range tree.Products[upstreamtest.BootContentID].Products {
+		if bootID == "" || id < bootID {
+			bootID = id
+		}
+	}
+
+	resp, body := e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": ["no.such:product"]}`)
+	assert.Equal(t, 400, resp.StatusCode, body)
+	assert.Contains(t, body, "no.such:product")
+	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": [], "bootloaders": false}`)
+	assert.Equal(t, 400, resp.StatusCode, body)
+
+	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": ["`+bootID+`"]}`)
+	require.Equal(t, 202, resp.StatusCode, body)
+	var ans struct {
+		Jobs          []mirrorStarted `json:"jobs"`
+		Skipped       []mirrorStarted `json:"skipped"`
+		DownloadBytes int64           `json:"download_bytes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	bootloaders := len(tree.Products[upstreamtest.BootloaderContentID].Products)
+	require.Len(t, ans.Jobs, 1+bootloaders, "the bootloaders come by default")
+	assert.Positive(t, ans.DownloadBytes)
+
+	h := &jobs.MirrorHandler{Downloader: &mirror.Downloader{Client: srv.Client(), Blobs: e.Blobs, Parallel: 2, Log: e.Log},
+		Progress: e.Progress, Results: e.Queue, Log: e.Log}
+	for _, j := range ans.Jobs {
+		info, err := e.Inspector.GetTaskInfo(jobs.QueueMirror, j.ID)
+		require.NoError(t, err)
+		require.NoError(t, h.ProcessTask(context.Background(), asynq.NewTask(info.Type, info.Payload)))
+		res, err := e.Inspector.GetTaskInfo(jobs.QueueResults, "result:"+j.ID)
+		require.NoError(t, err)
+		require.NoError(t, e.results.ProcessTask(context.Background(), asynq.NewTask(res.Type, res.Payload)))
+	}
+	imgs, err := e.Store.ListImages()
+	require.NoError(t, err)
+	require.Len(t, imgs, 1+bootloaders)
+	for _, img := range imgs {
+		assert.Equal(t, store.StatusReady, img.Status, img.Error)
+	}
+	_, index := e.get(t, "/streams/v1/index.json")
+	assert.Contains(t, index, upstreamtest.BootContentID)
+	assert.Contains(t, index, upstreamtest.BootloaderContentID)
+	item := imgs[0].Items[0]
+	resp, data := e.get(t, "/"+item.Path)
+	require.Equal(t, 200, resp.StatusCode, item.Path)
+	assert.Equal(t, item.Size, int64(len(data)))
+
+	resp, body = e.postJSON(t, "/api/upstream/fetch", `{"url": "`+url+`", "q": "`+bootID+`"}`)
+	require.Equal(t, 200, resp.StatusCode)
+	var fetched fetchAnswer
+	require.NoError(t, json.Unmarshal([]byte(body), &fetched))
+	require.Len(t, fetched.Products, 1)
+	assert.True(t, fetched.Products[0].Mirrored)
+
+	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": ["`+bootID+`"], "bootloaders": false}`)
+	require.Equal(t, 202, resp.StatusCode, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	assert.Empty(t, ans.Jobs)
+	require.Len(t, ans.Skipped, 1)
+	assert.Contains(t, ans.Skipped[0].Reason, "already mirrored")
+	assert.Zero(t, ans.DownloadBytes, "everything is in the blob store already")
+}
