@@ -26,6 +26,11 @@ func (h *handler) routes(app *fiber.App) {
 	app.Get("/images/new", h.showUploadPage)
 	app.Post("/images/upload", h.sameOrigin, h.uploadFromPortal)
 	app.Post("/images/:id/delete", h.sameOrigin, h.deleteFromPortal)
+	app.Get("/upstream", h.showUpstreamPage)
+	app.Get("/upstream/browse", h.showUpstreamBrowse)
+	app.Get("/upstream/products", h.showUpstreamRows)
+	app.Post("/upstream/plan", h.sameOrigin, h.showMirrorPlan)
+	app.Post("/upstream/mirror", h.sameOrigin, h.mirrorFromPortal)
 	app.Get("/setup", h.showSetupPage)
 	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static.FS), MaxAge: 3600}))
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -41,9 +42,9 @@ type fetchAnswer struct {
 func TestFetchUpstreamAPI(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
 	tree, srv := newUpstream(t)
-	url := srv.URL + "/streams/v1/index.json"
+	indexURL := srv.URL + "/streams/v1/index.json"
 
-	resp, body := e.postJSON(t, "/api/upstream/fetch", `{"url": "`+url+`", "filters": ["arch=amd64", "release~jammy"]}`)
+	resp, body := e.postJSON(t, "/api/upstream/fetch", `{"url": "`+indexURL+`", "filters": ["arch=amd64", "release~jammy"]}`)
 	require.Equal(t, 200, resp.StatusCode, body)
 	var ans fetchAnswer
 	require.NoError(t, json.Unmarshal([]byte(body), &ans))
@@ -70,7 +71,7 @@ func TestFetchUpstreamAPI(t *testing.T) {
 		status     int
 		want       string
 	}{
-		{"bad filter", `{"url": "` + url + `", "filters": ["arch"]}`, 400, "filter"},
+		{"bad filter", `{"url": "` + indexURL + `", "filters": ["arch"]}`, 400, "filter"},
 		{"bad url", `{"url": "ftp://x/"}`, 400, "only http and https"},
 		{"not json", `{"url": `, 400, "not the JSON"},
 		{"unknown host", `{"url": "http://127.0.0.1:1/"}`, 502, "127.0.0.1:1"},
@@ -84,7 +85,7 @@ func TestFetchUpstreamAPI(t *testing.T) {
 		})
 	}
 	srv.Fail("streams/v1/index.json", 404)
-	resp, body = e.postJSON(t, "/api/upstream/fetch", `{"url": "`+url+`", "refresh": true}`)
+	resp, body = e.postJSON(t, "/api/upstream/fetch", `{"url": "`+indexURL+`", "refresh": true}`)
 	assert.Equal(t, 502, resp.StatusCode)
 	assert.Contains(t, body, "404")
 }
@@ -92,7 +93,7 @@ func TestFetchUpstreamAPI(t *testing.T) {
 func TestMirrorAPI(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
 	tree, srv := newUpstream(t)
-	url := srv.URL + "/streams/v1/index.json"
+	indexURL := srv.URL + "/streams/v1/index.json"
 	var bootID string
 	for id := range tree.Products[upstreamtest.BootContentID].Products {
 		if bootID == "" || id < bootID {
@@ -100,13 +101,13 @@ func TestMirrorAPI(t *testing.T) {
 		}
 	}
 
-	resp, body := e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": ["no.such:product"]}`)
+	resp, body := e.postJSON(t, "/api/images/mirror", `{"url": "`+indexURL+`", "product_ids": ["no.such:product"]}`)
 	assert.Equal(t, 400, resp.StatusCode, body)
 	assert.Contains(t, body, "no.such:product")
-	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": [], "bootloaders": false}`)
+	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+indexURL+`", "product_ids": [], "bootloaders": false}`)
 	assert.Equal(t, 400, resp.StatusCode, body)
 
-	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": ["`+bootID+`"]}`)
+	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+indexURL+`", "product_ids": ["`+bootID+`"]}`)
 	require.Equal(t, 202, resp.StatusCode, body)
 	var ans struct {
 		Jobs          []mirrorStarted `json:"jobs"`
@@ -142,18 +143,79 @@ func TestMirrorAPI(t *testing.T) {
 	require.Equal(t, 200, resp.StatusCode, item.Path)
 	assert.Equal(t, item.Size, int64(len(data)))
 
-	resp, body = e.postJSON(t, "/api/upstream/fetch", `{"url": "`+url+`", "q": "`+bootID+`"}`)
+	resp, body = e.postJSON(t, "/api/upstream/fetch", `{"url": "`+indexURL+`", "q": "`+bootID+`"}`)
 	require.Equal(t, 200, resp.StatusCode)
 	var fetched fetchAnswer
 	require.NoError(t, json.Unmarshal([]byte(body), &fetched))
 	require.Len(t, fetched.Products, 1)
 	assert.True(t, fetched.Products[0].Mirrored)
 
-	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+url+`", "product_ids": ["`+bootID+`"], "bootloaders": false}`)
+	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+indexURL+`", "product_ids": ["`+bootID+`"], "bootloaders": false}`)
 	require.Equal(t, 202, resp.StatusCode, body)
 	require.NoError(t, json.Unmarshal([]byte(body), &ans))
 	assert.Empty(t, ans.Jobs)
 	require.Len(t, ans.Skipped, 1)
 	assert.Contains(t, ans.Skipped[0].Reason, "already mirrored")
 	assert.Zero(t, ans.DownloadBytes, "everything is in the blob store already")
+}
+
+func (e *testEnv) postForm(t *testing.T, path string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("HX-Request", "true")
+	return e.do(t, req)
+}
+
+func TestUpstreamPortal(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	tree, srv := newUpstream(t)
+	index := srv.URL + "/streams/v1/index.json"
+
+	resp, body := e.get(t, "/upstream")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, "No upstream loaded")
+	assert.Contains(t, body, "https://images.maas.io/ephemeral-v3/stable/", "the default upstream is offered")
+
+	resp, body = e.get(t, "/upstream/browse?url="+url.QueryEscape(index), "HX-Request", "true")
+	require.Equal(t, 200, resp.StatusCode, body)
+	assert.NotContains(t, body, "<html")
+	assert.Contains(t, body, "unsigned")
+	assert.Contains(t, body, `name="product_id"`)
+
+	resp, body = e.get(t, "/upstream")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, index, "a used upstream is offered again")
+
+	resp, body = e.get(t, "/upstream/products?url="+url.QueryEscape(index)+"&arch=arm64&q=centos", "HX-Request", "true")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, "centos")
+	assert.NotContains(t, body, "amd64")
+	resp, body = e.get(t, "/upstream/products?url="+url.QueryEscape(index)+"&filters=arch", "HX-Request", "true")
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, `id="upstream-rows"`, "the table region stays, holding the error")
+	assert.Contains(t, body, "filter")
+
+	var centos string
+	for id := range tree.Products[upstreamtest.CentosContentID].Products {
+		centos = id
+		break
+	}
+	resp, body = e.postForm(t, "/upstream/plan", url.Values{"url": {index}, "product_id": {centos}})
+	require.Equal(t, 200, resp.StatusCode, body)
+	assert.Contains(t, body, "1 product selected")
+	assert.Contains(t, body, "to download")
+
+	resp, body = e.postForm(t, "/upstream/mirror", url.Values{"url": {index}})
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, "Select at least one product")
+	resp, body = e.postForm(t, "/upstream/mirror", url.Values{"url": {index}, "product_id": {centos}})
+	require.Equal(t, 200, resp.StatusCode, body)
+	assert.Contains(t, body, "Mirroring started: 1 job")
+	imgs, err := e.Store.ListImages()
+	require.NoError(t, err)
+	require.Len(t, imgs, 1)
+	assert.Equal(t, store.StatusDownloading, imgs[0].Status)
+	_, page := e.get(t, "/images")
+	assert.Contains(t, page, "mirrored from "+srv.URL)
 }
