@@ -34,7 +34,7 @@ const (
 func WorkerQueues() map[string]int { return map[string]int{QueueHash: 2, QueueMirror: 1} }
 
 // WebQueues are the queues the web process serves.
-func WebQueues() map[string]int { return map[string]int{QueueResults: 1} }
+func WebQueues() map[string]int { return map[string]int{QueueResults: 3, QueueSync: 1} }
 
 // Enqueuer is what enqueues tasks (an *asynq.Client).
 type Enqueuer interface {

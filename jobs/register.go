@@ -16,9 +16,10 @@ func RegisterWorker(mux *asynq.ServeMux, hash *HashHandler, mirror *MirrorHandle
 }
 
 // RegisterWeb adds the handlers the web process runs.
-func RegisterWeb(mux *asynq.ServeMux, results *ResultHandler, log *slog.Logger) {
+func RegisterWeb(mux *asynq.ServeMux, results *ResultHandler, sync *SyncHandler, log *slog.Logger) {
 	mux.Use(logTasks(log))
 	mux.Handle(TypeJobResult, results)
+	mux.Handle(TypeSyncUpstreams, sync)
 }
 
 // slogAdapter lets asynq log through slog.

@@ -147,20 +147,31 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}
 	catalogs := catalog.New(st, upstream.New(upstream.Options{Keyring: keyring, UserAgent: "customstream/" + version}), log)
 
+	// Results record one at a time (the images service orders them); the
+	// second slot keeps a long sync run from holding results back.
 	results := asynq.NewServer(connOpt, asynq.Config{
-		Concurrency: 1, // results are small; one at a time keeps publishes ordered
+		Concurrency: 2,
 		Queues:      jobs.WebQueues(),
 		Logger:      jobs.Logger(log),
 		LogLevel:    asynq.WarnLevel,
 	})
 	mux := asynq.NewServeMux()
-	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc}, log)
+	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc},
+		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log}, log)
 	if err := results.Start(mux); err != nil {
 		return fmt.Errorf("start result consumer: %w", err)
 	}
 	// Deferred after st.Close, so it runs first: a result being recorded
 	// finishes before the database closes.
 	defer results.Shutdown()
+	scheduler := asynq.NewScheduler(connOpt, &asynq.SchedulerOpts{Logger: jobs.Logger(log), LogLevel: asynq.WarnLevel})
+	if _, err := scheduler.Register(fmt.Sprintf("@every %s", cfg.SyncInterval), jobs.NewSyncTask()); err != nil {
+		return fmt.Errorf("schedule sync: %w", err)
+	}
+	if err := scheduler.Start(); err != nil {
+		return fmt.Errorf("start scheduler: %w", err)
+	}
+	defer scheduler.Shutdown()
 
 	insp := asynq.NewInspector(connOpt)
 	defer insp.Close()

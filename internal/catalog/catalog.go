@@ -242,6 +242,53 @@ func (l *Loaded) Bootloaders() []string {
 	return ids
 }
 
+// Select gathers the product ids a mirror request or a sync rule names:
+// the ids given, every product matching filters (none when filters is
+// empty), and the bootloaders when asked. Ids the catalog lacks are
+// returned apart.
+func (l *Loaded) Select(ids []string, filters simplestreams.Filters, bootloaders bool) (selected, missing []string) {
+	seen := map[string]bool{}
+	add := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			selected = append(selected, id)
+		}
+	}
+	for _, id := range ids {
+		if _, ok := l.byID[id]; ok {
+			add(id)
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(filters) > 0 {
+		for _, e := range l.Entries {
+			if filters.MatchMap(e.Fields) {
+				add(e.ProductID)
+			}
+		}
+	}
+	if bootloaders {
+		for _, id := range l.Bootloaders() {
+			add(id)
+		}
+	}
+	return selected, missing
+}
+
+// LatestVersions describes the newest version of each product.
+func (l *Loaded) LatestVersions(ids []string) ([]images.MirrorVersion, error) {
+	out := make([]images.MirrorVersion, 0, len(ids))
+	for _, id := range ids {
+		v, err := l.LatestVersion(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // LatestVersion describes the newest version of a product as a mirror job
 // downloads it.
 func (l *Loaded) LatestVersion(productID string) (images.MirrorVersion, error) {

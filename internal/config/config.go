@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config holds every setting; both processes load the same one.
@@ -34,6 +35,8 @@ type Config struct {
 	DownloadParallel int
 	// KeepVersions is how many versions of each mirrored product are kept.
 	KeepVersions int
+	// SyncInterval is how often sync rules run.
+	SyncInterval time.Duration
 	// UpstreamKeyring is a keyring file verifying signed upstreams; empty
 	// means the Ubuntu cloud image key built in.
 	UpstreamKeyring string
@@ -128,6 +131,14 @@ var settings = []setting{
 			return fmt.Errorf("want a whole number, 0 or more, got %q", v)
 		}
 		c.KeepVersions = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_SYNC_INTERVAL", "6h", "how often sync rules mirror new upstream versions (e.g. 30m, 6h)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Minute {
+			return fmt.Errorf("want a duration of at least 1m, such as 6h, got %q", v)
+		}
+		c.SyncInterval = d.Truncate(time.Second)
 		return nil
 	}},
 	{"CUSTOMSTREAM_UPSTREAM_KEYRING", "", "keyring (armored or binary) for signed upstreams; empty: the Ubuntu cloud image key", func(c *Config, v string) error {

@@ -18,6 +18,7 @@ var (
 	bucketJobs      = []byte("jobs")
 	bucketUpstreams = []byte("upstreams")
 	bucketCatalogs  = []byte("catalogs")
+	bucketSyncRules = []byte("sync_rules")
 )
 
 // Errors callers tell apart.
@@ -43,7 +44,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs} {
+		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

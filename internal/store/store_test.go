@@ -129,3 +129,22 @@ func TestUpstreamsAndCatalogs(t *testing.T) {
 	assert.Equal(t, []byte("A"), data)
 	assert.ErrorIs(t, s.TouchUpstream("http://nowhere/"), ErrNotFound)
 }
+
+func TestSyncRules(t *testing.T) {
+	s := openTemp(t)
+	now := time.Now()
+	require.NoError(t, s.PutSyncRule(&SyncRule{ID: "b", URL: "http://u/", Filters: []string{"arch=amd64"}, CreatedAt: now}))
+	require.NoError(t, s.PutSyncRule(&SyncRule{ID: "a", URL: "http://u/", ProductIDs: []string{"p"}, CreatedAt: now.Add(-time.Hour)}))
+	rules, err := s.ListSyncRules()
+	require.NoError(t, err)
+	require.Len(t, rules, 2)
+	assert.Equal(t, "a", rules[0].ID, "oldest first")
+	rules[0].LastError = "boom"
+	require.NoError(t, s.PutSyncRule(&rules[0]))
+	require.NoError(t, s.DeleteSyncRule("b"))
+	assert.ErrorIs(t, s.DeleteSyncRule("b"), ErrNotFound)
+	rules, err = s.ListSyncRules()
+	require.NoError(t, err)
+	require.Len(t, rules, 1)
+	assert.Equal(t, "boom", rules[0].LastError)
+}

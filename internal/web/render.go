@@ -2,6 +2,7 @@ package web
 
 import (
 	"html/template"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -32,6 +33,7 @@ func (h *handler) partial(c *fiber.Ctx, name string, data any) error {
 func templateFuncs() template.FuncMap {
 	return template.FuncMap{
 		"bytes": units.Bytes,
+		"join":  strings.Join,
 		// field bundles one text input's data for partials/upload_field;
 		// kind names the browser-side pattern, a first check before the
 		// server's own.

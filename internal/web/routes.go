@@ -31,6 +31,9 @@ func (h *handler) routes(app *fiber.App) {
 	app.Get("/upstream/products", h.showUpstreamRows)
 	app.Post("/upstream/plan", h.sameOrigin, h.showMirrorPlan)
 	app.Post("/upstream/mirror", h.sameOrigin, h.mirrorFromPortal)
+	app.Post("/upstream/sync-rules", h.sameOrigin, h.createSyncRule)
+	app.Post("/upstream/sync-rules/:id/delete", h.sameOrigin, h.deleteSyncRule)
+	app.Post("/upstream/sync", h.sameOrigin, h.syncNow)
 	app.Get("/setup", h.showSetupPage)
 	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static.FS), MaxAge: 3600}))
 

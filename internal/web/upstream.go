@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 
 	"github.com/gofiber/fiber/v2"
@@ -13,7 +14,6 @@ import (
 	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/simplestreams"
-	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/units"
 	"github.com/customstream/customstream/internal/upstream"
 	"github.com/customstream/customstream/jobs"
@@ -137,24 +137,20 @@ type mirrorPlan struct {
 // planMirror turns product ids (plus the bootloaders when asked) into the
 // latest versions to mirror; an unknown id is a 400 naming it.
 func (h *handler) planMirror(l *catalog.Loaded, ids []string, bootloaders bool) (*mirrorPlan, error) {
-	if bootloaders {
-		ids = append(ids, l.Bootloaders()...)
+	selected, missing := l.Select(ids, nil, bootloaders)
+	if len(missing) > 0 {
+		return nil, fiber.NewError(fiber.StatusBadRequest, "product_ids: not in the catalog of "+l.Catalog.URL+": "+strings.Join(missing, ", "))
 	}
-	if len(ids) == 0 {
+	if len(selected) == 0 {
 		return nil, fiber.NewError(fiber.StatusBadRequest, "product_ids: select at least one product")
 	}
-	plan := &mirrorPlan{}
-	seen := map[string]bool{}
+	versions, err := l.LatestVersions(selected)
+	if err != nil {
+		return nil, fiber.NewError(fiber.StatusBadRequest, "product_ids: "+err.Error())
+	}
+	plan := &mirrorPlan{versions: versions}
 	counted := map[string]bool{}
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		v, err := l.LatestVersion(id)
-		if err != nil {
-			return nil, fiber.NewError(fiber.StatusBadRequest, "product_ids: "+err.Error())
-		}
+	for _, v := range versions {
 		for _, it := range v.Items {
 			plan.Total += it.Size
 			if _, ok := h.Blobs.Has(it.SHA256); !ok && !counted[it.SHA256] {
@@ -162,21 +158,12 @@ func (h *handler) planMirror(l *catalog.Loaded, ids []string, bootloaders bool) 
 			}
 			counted[it.SHA256] = true
 		}
-		plan.versions = append(plan.versions, v)
 	}
 	return plan, nil
 }
 
-// mirrorStarted is one version a mirror request queued or skipped.
-type mirrorStarted struct {
-	ID          string `json:"id,omitempty"`
-	ProductID   string `json:"product_id"`
-	VersionName string `json:"version_name"`
-	Reason      string `json:"reason,omitempty"`
-}
-
 // startMirror checks free space, then records and enqueues one job per version.
-func (h *handler) startMirror(c *fiber.Ctx, plan *mirrorPlan) (started, skipped []mirrorStarted, err error) {
+func (h *handler) startMirror(c *fiber.Ctx, plan *mirrorPlan) (started, skipped []jobs.Started, err error) {
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(h.Config.DataDir, &fs); err == nil {
 		if free := int64(fs.Bavail) * fs.Bsize; plan.Download > free {
@@ -184,24 +171,9 @@ func (h *handler) startMirror(c *fiber.Ctx, plan *mirrorPlan) (started, skipped 
 				"not enough space: the selection needs %s, the data directory has %s free", units.Bytes(plan.Download), units.Bytes(free)))
 		}
 	}
-	for _, v := range plan.versions {
-		img, job, err := h.Images.CreateMirror(v, func(img *store.Image) (*store.Job, error) {
-			return jobs.NewMirrorJob(images.NewID(), img)
-		})
-		switch {
-		case errors.Is(err, images.ErrAlreadyMirrored):
-			skipped = append(skipped, mirrorStarted{ProductID: v.ProductID, VersionName: v.VersionName, Reason: "already mirrored (or on its way)"})
-			continue
-		case errors.Is(err, store.ErrConflict):
-			skipped = append(skipped, mirrorStarted{ProductID: v.ProductID, VersionName: v.VersionName, Reason: err.Error()})
-			continue
-		case err != nil:
-			return nil, nil, fiber.NewError(fiber.StatusBadRequest, err.Error())
-		}
-		if qerr := jobs.Enqueue(c.Context(), h.Queue, *job); qerr != nil {
-			h.Log.Warn("Unable to enqueue; the job waits for the requeue loop", "job_id", job.ID, "error", qerr)
-		}
-		started = append(started, mirrorStarted{ID: job.ID, ProductID: img.ProductID, VersionName: img.VersionName})
+	started, skipped, err = jobs.StartMirrors(c.Context(), h.Images, h.Queue, plan.versions, h.Log)
+	if err != nil {
+		return nil, nil, fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	return started, skipped, nil
 }
@@ -231,10 +203,10 @@ func (h *handler) mirrorAPI(c *fiber.Ctx) error {
 		return err
 	}
 	if started == nil {
-		started = []mirrorStarted{}
+		started = []jobs.Started{}
 	}
 	if skipped == nil {
-		skipped = []mirrorStarted{}
+		skipped = []jobs.Started{}
 	}
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"jobs": started, "skipped": skipped,
 		"total_bytes": plan.Total, "download_bytes": plan.Download})

@@ -62,7 +62,11 @@ func (h *handler) showUpstreamPage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	data := fiber.Map{"URL": c.Query("url", catalog.DefaultURL), "Upstreams": ups}
+	sync, err := h.syncData("")
+	if err != nil {
+		return err
+	}
+	data := fiber.Map{"URL": c.Query("url", catalog.DefaultURL), "Upstreams": ups, "Sync": sync}
 	if c.Query("url") != "" {
 		l, err := h.loadCatalog(c, c.Query("url"), false)
 		var fe *fiber.Error

@@ -110,8 +110,8 @@ func TestMirrorAPI(t *testing.T) {
 	resp, body = e.postJSON(t, "/api/images/mirror", `{"url": "`+indexURL+`", "product_ids": ["`+bootID+`"]}`)
 	require.Equal(t, 202, resp.StatusCode, body)
 	var ans struct {
-		Jobs          []mirrorStarted `json:"jobs"`
-		Skipped       []mirrorStarted `json:"skipped"`
+		Jobs          []jobs.Started `json:"jobs"`
+		Skipped       []jobs.Started `json:"skipped"`
 		DownloadBytes int64           `json:"download_bytes"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &ans))
@@ -218,4 +218,41 @@ func TestUpstreamPortal(t *testing.T) {
 	assert.Equal(t, store.StatusDownloading, imgs[0].Status)
 	_, page := e.get(t, "/images")
 	assert.Contains(t, page, "mirrored from "+srv.URL)
+}
+
+func TestSyncRulesPortal(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	_, srv := newUpstream(t)
+	index := srv.URL + "/streams/v1/index.json"
+	resp, body := e.get(t, "/upstream")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, "No rule yet")
+
+	resp, body = e.postForm(t, "/upstream/sync-rules", url.Values{"url": {index}})
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, body, "Tick the products")
+	resp, body = e.postForm(t, "/upstream/sync-rules", url.Values{"url": {index}, "filters": {"arch"}})
+	assert.Equal(t, 400, resp.StatusCode)
+
+	resp, body = e.postForm(t, "/upstream/sync-rules", url.Values{"url": {index}, "filters": {"arch=amd64 release~noble"}, "bootloaders": {"1"}})
+	require.Equal(t, 200, resp.StatusCode, body)
+	assert.Contains(t, body, "release~noble")
+	assert.Contains(t, body, "+ bootloaders")
+	rules, err := e.Store.ListSyncRules()
+	require.NoError(t, err)
+	require.Len(t, rules, 1)
+	assert.Equal(t, []string{"arch=amd64", "release~noble"}, rules[0].Filters)
+	pending, err := e.Inspector.ListPendingTasks(jobs.QueueSync)
+	require.NoError(t, err)
+	assert.Len(t, pending, 1, "saving a rule runs the sync")
+
+	resp, body = e.postForm(t, "/upstream/sync", url.Values{})
+	require.Equal(t, 200, resp.StatusCode, body)
+	pending, err = e.Inspector.ListPendingTasks(jobs.QueueSync)
+	require.NoError(t, err)
+	assert.Len(t, pending, 1, "a run already waiting is enough")
+
+	resp, body = e.postForm(t, "/upstream/sync-rules/"+rules[0].ID+"/delete", url.Values{})
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, body, "No rule yet")
 }
