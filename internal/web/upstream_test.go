@@ -112,7 +112,7 @@ func TestMirrorAPI(t *testing.T) {
 	var ans struct {
 		Jobs          []jobs.Started `json:"jobs"`
 		Skipped       []jobs.Started `json:"skipped"`
-		DownloadBytes int64           `json:"download_bytes"`
+		DownloadBytes int64          `json:"download_bytes"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &ans))
 	bootloaders := len(tree.Products[upstreamtest.BootloaderContentID].Products)
