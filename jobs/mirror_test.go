@@ -78,17 +78,28 @@ func (s *fileServer) takeGets() []string {
 	return g
 }
 
+func (e *env) mirrorHandler(client *http.Client) *MirrorHandler {
+	return &MirrorHandler{Downloader: &mirror.Downloader{Client: client, Blobs: e.Blobs, Parallel: 2, Log: e.Log},
+		Progress: e.Progress, Results: e.Queue, Log: e.Log}
+}
+
+// queueMirror records and enqueues the mirror job of v.
+func (e *env) queueMirror(t *testing.T, v images.MirrorVersion) (*store.Image, *store.Job) {
+	t.Helper()
+	img, job, err := e.Images.CreateMirror(v, func(img *store.Image) (*store.Job, error) {
+		return NewMirrorJob(images.NewID(), img)
+	})
+	require.NoError(t, err)
+	require.NoError(t, Enqueue(context.Background(), e.Queue, *job))
+	return img, job
+}
+
 func TestMirrorJobDownloadsDedupsAndPublishes(t *testing.T) {
 	e := newEnv(t)
 	up := newFileServer(t)
-	h := &MirrorHandler{Downloader: &mirror.Downloader{Client: up.Client(), Blobs: e.Blobs, Parallel: 2, Log: e.Log},
-		Progress: e.Progress, Results: e.Queue, Log: e.Log}
+	h := e.mirrorHandler(up.Client())
 	run := func(v images.MirrorVersion) *store.Image {
-		img, job, err := e.Images.CreateMirror(v, func(img *store.Image) (*store.Job, error) {
-			return NewMirrorJob(images.NewID(), img)
-		})
-		require.NoError(t, err)
-		require.NoError(t, Enqueue(context.Background(), e.Queue, *job))
+		img, job := e.queueMirror(t, v)
 		require.NoError(t, e.runPending(t, QueueMirror, job.ID, h))
 		require.NoError(t, e.runPending(t, QueueResults, resultTaskID(job.ID), e.results))
 		got, err := e.Store.GetImage(img.ID)
@@ -127,15 +138,10 @@ func TestMirrorJobDownloadsDedupsAndPublishes(t *testing.T) {
 func TestMirrorJobChecksumMismatchFails(t *testing.T) {
 	e := newEnv(t)
 	up := newFileServer(t)
-	h := &MirrorHandler{Downloader: &mirror.Downloader{Client: up.Client(), Blobs: e.Blobs, Parallel: 2, Log: e.Log},
-		Progress: e.Progress, Results: e.Queue, Log: e.Log}
+	h := e.mirrorHandler(up.Client())
 	v := up.version("20250615", nil)
 	v.Items[2].SHA256 = strings.Repeat("0", 64)
-	img, job, err := e.Images.CreateMirror(v, func(img *store.Image) (*store.Job, error) {
-		return NewMirrorJob(images.NewID(), img)
-	})
-	require.NoError(t, err)
-	require.NoError(t, Enqueue(context.Background(), e.Queue, *job))
+	img, job := e.queueMirror(t, v)
 	// Called directly there is no retry left: the failure is reported.
 	require.Error(t, e.runPending(t, QueueMirror, job.ID, h))
 	require.NoError(t, e.runPending(t, QueueResults, resultTaskID(job.ID), e.results))
