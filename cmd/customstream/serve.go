@@ -2,27 +2,23 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/customstream/customstream/internal/auth"
 	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/config"
+	"github.com/customstream/customstream/internal/embedredis"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/mirror"
 	"github.com/customstream/customstream/internal/progress"
@@ -48,7 +44,7 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) error {
 		if cmd != "all" {
 			return fmt.Errorf("REDIS_URL is required for %q (only \"customstream all\" embeds a Redis server)", cmd)
 		}
-		m, err := startEmbeddedRedis(ctx)
+		m, err := embedredis.Start(ctx)
 		if err != nil {
 			return err
 		}
@@ -137,7 +133,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		// The previous tree stays served; the next change publishes again.
 		log.Error("Unable to publish at start", slog.Any("error", err))
 	}
-	token, err := apiToken(cfg, log)
+	token, err := auth.APIToken(cfg.DataDir, cfg.APIToken, log)
 	if err != nil {
 		return err
 	}
@@ -194,57 +190,6 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}
 	log.Info("Web server stopping")
 	return app.ShutdownWithTimeout(10 * time.Second)
-}
-
-// apiToken returns the configured token, or the one stored in the data
-// directory, generating (and logging once) a new one at first start.
-func apiToken(cfg *config.Config, log *slog.Logger) (string, error) {
-	if cfg.APIToken != "" {
-		return cfg.APIToken, nil
-	}
-	path := filepath.Join(cfg.DataDir, "api-token")
-	data, err := os.ReadFile(path)
-	if err == nil && len(strings.TrimSpace(string(data))) >= 16 {
-		return strings.TrimSpace(string(data)), nil
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("api token: %w", err)
-	}
-	buf := make([]byte, 24)
-	if _, err := rand.Read(buf); err != nil {
-		return "", fmt.Errorf("api token: %w", err)
-	}
-	token := hex.EncodeToString(buf)
-	if err := publish.WriteFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("api token: %w", err)
-	}
-	log.Info("Generated an API token; it is stored in the data directory", slog.String("token", token), slog.String("file", path))
-	return token, nil
-}
-
-// startEmbeddedRedis starts miniredis on loopback. Its clock only moves when
-// told, so a goroutine advances it and keys with a TTL expire.
-func startEmbeddedRedis(ctx context.Context) (*miniredis.Miniredis, error) {
-	m := miniredis.NewMiniRedis()
-	if err := m.StartAddr("127.0.0.1:0"); err != nil {
-		return nil, fmt.Errorf("embedded redis: %w", err)
-	}
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				m.SetTime(now)
-				m.FastForward(now.Sub(last))
-				last = now
-			}
-		}
-	}()
-	return m, nil
 }
 
 // upstreamKeyring reads CUSTOMSTREAM_UPSTREAM_KEYRING, or returns the Ubuntu
