@@ -106,7 +106,8 @@ func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loade
 		}
 	}
 	start := time.Now()
-	cat, err := s.client.FetchCatalog(ctx, indexURL)
+	// The catalog keeps the URL as the admin gave it; the cache key is the index URL.
+	cat, err := s.client.FetchCatalog(ctx, strings.TrimSpace(rawURL))
 	if err != nil {
 		return nil, err
 	}
