@@ -631,13 +631,7 @@ func waitPublished(t *testing.T, client *http.Client, base string, productIDs ..
 // streamDocs fetches the index, every product file it names and products.json.
 func streamDocs(t *testing.T, client *http.Client, base string) map[string][]byte {
 	t.Helper()
-	docs := map[string][]byte{publish.IndexPath: download(t, client, base+"/"+publish.IndexPath)}
-	var index simplestreams.Index
-	require.NoError(t, json.Unmarshal(docs[publish.IndexPath], &index))
-	require.NotEmpty(t, index.Index, "the index lists no product file")
-	for _, e := range index.Index {
-		docs[e.Path] = download(t, client, base+"/"+e.Path)
-	}
+	docs := indexedDocs(t, client, base)
 	docs[publish.ProductsPath] = download(t, client, base+"/"+publish.ProductsPath)
 	return docs
 }
