@@ -20,7 +20,9 @@ func (h *handler) syncData(message string) (fiber.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fiber.Map{"Rules": rules, "Interval": h.Config.SyncInterval.String(), "Message": message}, nil
+	// "6h", not Go's "6h0m0s".
+	interval := strings.TrimSuffix(strings.TrimSuffix(h.Config.SyncInterval.String(), "0s"), "0m")
+	return fiber.Map{"Rules": rules, "Interval": interval, "Message": message}, nil
 }
 
 func (h *handler) syncRegion(c *fiber.Ctx, message string) error {

@@ -227,6 +227,7 @@ func TestSyncRulesPortal(t *testing.T) {
 	resp, body := e.get(t, "/upstream")
 	require.Equal(t, 200, resp.StatusCode)
 	assert.Contains(t, body, "No rule yet")
+	assert.Contains(t, body, "mirrored every 6h.")
 
 	resp, body = e.postForm(t, "/upstream/sync-rules", url.Values{"url": {index}})
 	assert.Equal(t, 400, resp.StatusCode)
