@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/customstream
 
-.PHONY: build run test test-unit lint bench clean redis-server
+.PHONY: build run test test-unit lint bench clean test-tools
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customstream
@@ -14,16 +14,17 @@ run: build
 	CUSTOMSTREAM_ADDR=$${CUSTOMSTREAM_ADDR:-:8000} CUSTOMSTREAM_DATA_DIR=$${CUSTOMSTREAM_DATA_DIR:-./data} ./$(BIN) all
 
 # Every test, including the integration tests that start real processes
-# against a real redis-server (installed here when missing and root).
-test: redis-server
+# against a real redis-server, and signature checks with gpgv (both installed
+# here when missing and root).
+test: test-tools
 	$(GO) test -race -count=1 ./...
 
 # Unit tests only: no processes, no redis-server.
 test-unit:
 	$(GO) test -short -count=1 ./...
 
-redis-server:
-	@scripts/ensure-redis
+test-tools:
+	@scripts/ensure-test-tools
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

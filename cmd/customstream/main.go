@@ -3,12 +3,16 @@
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 
+	"github.com/customstream/customstream/internal/check"
 	"github.com/customstream/customstream/internal/config"
+	"github.com/customstream/customstream/internal/simplestreams"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -21,6 +25,10 @@ Usage:
   customstream web       the portal, the JSON API and the stream server (needs REDIS_URL)
   customstream worker    a background worker: hashing, mirroring (needs REDIS_URL)
   customstream version   print the version
+  customstream check URL [--keyring FILE] [--download]
+                         validate a stream (a mirror root or a .json/.sjson index URL) as MAAS
+                         3.7 and 3.8 read it: every rule, signatures (default key: Ubuntu's) and,
+                         with --download, every item's size and sha256; exit 1 on any problem
 
 Configuration (environment):
 `
@@ -30,6 +38,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], stdout, stderr)
+	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage+config.Help())
 		return 2
@@ -54,6 +65,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg, stderr)
 	if err := serve(args[0], cfg, log); err != nil {
 		log.Error("customstream stopped", slog.String("command", args[0]), slog.Any("error", err))
+		return 1
+	}
+	return 0
+}
+
+// runCheck parses "check URL [--keyring FILE] [--download]" (flags before or after URL) and runs check.Run.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keyringFile := fs.String("keyring", "", "OpenPGP keyring (binary or armoured) that verifies a signed stream")
+	download := fs.Bool("download", false, "download every item and check its size and sha256")
+	var urls []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		urls = append(urls, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(urls) != 1 {
+		fmt.Fprintf(stderr, "customstream check: want exactly one URL, got %d\n\n%s", len(urls), usage)
+		return 2
+	}
+	opts := check.Options{Download: *download, Out: stdout}
+	if *keyringFile != "" {
+		data, err := os.ReadFile(*keyringFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "customstream check:", err)
+			return 2
+		}
+		opts.Keyring, err = simplestreams.ReadKeyring(data)
+		if err != nil {
+			fmt.Fprintf(stderr, "customstream check: keyring %s: %v\n", *keyringFile, err)
+			return 2
+		}
+	}
+	res, err := check.Run(context.Background(), urls[0], opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "customstream", err)
+		return 1
+	}
+	if !res.OK() {
 		return 1
 	}
 	return 0

@@ -23,6 +23,7 @@ import (
 	"github.com/customstream/customstream/internal/mirror"
 	"github.com/customstream/customstream/internal/progress"
 	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/signing"
 	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/upstream"
@@ -122,6 +123,11 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	if err != nil {
 		return err
 	}
+	signer, err := signing.Open(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	pub.SignWith(signer.Sign, signer.Keyring())
 	svc := images.NewService(st, b, pub, log)
 	svc.KeepVersions = cfg.KeepVersions
 	if err := svc.CleanStaging(); err != nil {
@@ -176,7 +182,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}, log)
 
 	app := web.New(web.Deps{
-		Config: cfg, Store: st, Blobs: b, Images: svc, Catalog: catalogs, Publisher: pub, Queue: queue, Progress: tracker,
+		Config: cfg, Store: st, Blobs: b, Images: svc, Catalog: catalogs, Publisher: pub, Queue: queue, Progress: tracker, Signer: signer,
 		Redis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		APIToken: token, Version: version, Log: log,
 	})

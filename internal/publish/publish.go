@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+
 	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/store"
@@ -29,9 +31,11 @@ import (
 
 // Paths of the stream documents, relative to the mirror root.
 const (
-	StreamsDir   = "streams/v1"
-	IndexPath    = "streams/v1/index.json"
-	ProductsPath = "streams/v1/products.json"
+	StreamsDir = "streams/v1"
+	IndexPath  = "streams/v1/index.json"
+	// SignedIndexPath is the clearsigned index MAAS reads from a bare URL.
+	SignedIndexPath = "streams/v1/index.sjson"
+	ProductsPath    = "streams/v1/products.json"
 	// ProductsContentID is the content id of products.json, which lists
 	// every uploaded product for tools of the original customstream.
 	ProductsContentID = "com.customstream:uploads"
@@ -61,6 +65,19 @@ type Publisher struct {
 
 	mu    sync.Mutex // one publish at a time
 	files atomic.Pointer[map[string]Entry]
+
+	// sign, when set, writes a clearsigned .sjson beside every .json;
+	// keyring checks that kept signed copies are the current key's.
+	sign    func([]byte) ([]byte, error)
+	keyring openpgp.EntityList
+}
+
+// SignWith makes every publish write signed copies, with sign, that the
+// keys in keyring verify.
+func (p *Publisher) SignWith(sign func([]byte) ([]byte, error), keyring openpgp.EntityList) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sign, p.keyring = sign, keyring
 }
 
 // New returns a publisher writing under dataDir/publish.
@@ -140,10 +157,11 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		if doc.ContentID == ProductsContentID {
 			rel = ProductsPath
 		}
-		e, err := p.writeJSON(rel, doc, &doc.Updated, updated)
+		e, err := p.writeDoc(rel, doc, &doc.Updated, updated, served)
 		if err != nil {
 			return nil, err
 		}
+		keep[signedPath(rel)] = true
 		if doc.ContentID != ProductsContentID {
 			index.Index[doc.ContentID] = simplestreams.IndexEntry{
 				DataType: doc.DataType, Format: doc.Format, Path: rel,
@@ -162,11 +180,30 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		union[k] = v
 	}
 	p.files.Store(&union)
-	e, err := p.writeJSON(IndexPath, &index, &index.Updated, updated)
+	e, data, changed, err := p.writeJSON(IndexPath, &index, &index.Updated, updated)
 	if err != nil {
 		return nil, err
 	}
 	served[IndexPath] = e
+	// The signed index names the signed product files: a client that starts
+	// from index.sjson checks a signature on everything it reads.
+	if p.sign != nil {
+		signedIndex := index
+		signedIndex.Index = make(map[string]simplestreams.IndexEntry, len(index.Index))
+		for id, entry := range index.Index {
+			entry.Path = signedPath(entry.Path)
+			signedIndex.Index[id] = entry
+		}
+		if data, err = marshalDoc(&signedIndex); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", SignedIndexPath, err)
+		}
+		se, err := p.writeSigned(SignedIndexPath, data, changed)
+		if err != nil {
+			return nil, err
+		}
+		served[SignedIndexPath] = se
+		keep[SignedIndexPath] = true
+	}
 	p.files.Store(&served)
 	for rel := range files {
 		keep[rel] = true
@@ -319,11 +356,54 @@ func (p *Publisher) link(rel, sum string) error {
 	return nil
 }
 
+// writeDoc writes a product document and, with a signer, its signed copy.
+func (p *Publisher) writeDoc(rel string, v any, updated *string, now string, served map[string]Entry) (Entry, error) {
+	e, data, changed, err := p.writeJSON(rel, v, updated, now)
+	if err != nil || p.sign == nil {
+		return e, err
+	}
+	se, err := p.writeSigned(signedPath(rel), data, changed)
+	if err != nil {
+		return e, err
+	}
+	served[signedPath(rel)] = se
+	return e, nil
+}
+
+// signedPath is the .sjson beside a .json document.
+func signedPath(rel string) string {
+	return strings.TrimSuffix(rel, ".json") + ".sjson"
+}
+
+// writeSigned clearsigns data into rel. An unchanged document keeps its
+// signed copy, so a republish of the same records changes no byte.
+func (p *Publisher) writeSigned(rel string, data []byte, changed bool) (Entry, error) {
+	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
+	if !changed {
+		if old, err := os.ReadFile(dst); err == nil && p.signedMatches(old, data) {
+			return entryOf(old), nil
+		}
+	}
+	signed, err := p.sign(data)
+	if err != nil {
+		return Entry{}, fmt.Errorf("sign %s: %w", rel, err)
+	}
+	return entryOf(signed), WriteFileAtomic(dst, signed, 0o644)
+}
+
+// signedMatches reports whether a signed copy holds data, signed by the
+// current key (a rotated key signs everything again).
+func (p *Publisher) signedMatches(signed, data []byte) bool {
+	payload, _, err := simplestreams.VerifyClearsigned(signed, p.keyring)
+	return err == nil && bytes.Equal(bytes.TrimRight(payload, "\r\n"), bytes.TrimRight(data, "\r\n"))
+}
+
 // writeJSON writes a document under a temporary name, syncs and renames it,
-// and returns its hash for the ETag. A document whose content is unchanged
-// keeps its file and its old `updated` value (set through *updated), so
-// clients see `updated` move only when something did.
-func (p *Publisher) writeJSON(rel string, v any, updated *string, now string) (Entry, error) {
+// and returns its hash for the ETag, its bytes and whether they changed. A
+// document whose content is unchanged keeps its file and its old `updated`
+// value (set through *updated), so clients see `updated` move only when
+// something did.
+func (p *Publisher) writeJSON(rel string, v any, updated *string, now string) (Entry, []byte, bool, error) {
 	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
 	if old, err := os.ReadFile(dst); err == nil {
 		var prev struct {
@@ -332,16 +412,16 @@ func (p *Publisher) writeJSON(rel string, v any, updated *string, now string) (E
 		if json.Unmarshal(old, &prev) == nil && prev.Updated != "" {
 			*updated = prev.Updated
 			if data, err := marshalDoc(v); err == nil && bytes.Equal(old, data) {
-				return entryOf(data), nil
+				return entryOf(data), data, false, nil
 			}
 		}
 	}
 	*updated = now
 	data, err := marshalDoc(v)
 	if err != nil {
-		return Entry{}, fmt.Errorf("publish %s: %w", rel, err)
+		return Entry{}, nil, false, fmt.Errorf("publish %s: %w", rel, err)
 	}
-	return entryOf(data), WriteFileAtomic(dst, data, 0o644)
+	return entryOf(data), data, true, WriteFileAtomic(dst, data, 0o644)
 }
 
 func marshalDoc(v any) ([]byte, error) {

@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -223,4 +226,66 @@ func TestPublishTakesProductFieldsFromTheNewestVersion(t *testing.T) {
 		assert.Contains(t, string(data), `"release_title": "24.04 LTS"`)
 		assert.Contains(t, string(data), `"support_eol": "2029-05-31"`)
 	}
+}
+
+func TestPublishSignedCopies(t *testing.T) {
+	f := newFixture(t)
+	key, err := openpgp.NewEntity("test", "", "test@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	require.NoError(t, err)
+	keyring := openpgp.EntityList{key}
+	f.pub.SignWith(func(b []byte) ([]byte, error) { return simplestreams.Clearsign(b, key) }, keyring)
+	imgs := []store.Image{f.bootImage(t, "a", "20260101.01", store.StatusReady), f.singleImage(t, "d", "20260101.01")}
+	_, err = f.pub.Publish(imgs)
+	require.NoError(t, err)
+
+	rep, err := simplestreams.Validate(simplestreams.DirSource(f.pub.Dir()), SignedIndexPath)
+	require.NoError(t, err)
+	for _, p := range rep.Problems {
+		t.Log(p.String())
+	}
+	require.True(t, rep.OK())
+	require.Len(t, rep.Index.Index, 2)
+	signedFiles := []string{SignedIndexPath, "streams/v1/products.sjson"}
+	for _, e := range rep.Index.Index {
+		assert.True(t, strings.HasSuffix(e.Path, ".sjson"), "the signed index names signed files: %s", e.Path)
+		signedFiles = append(signedFiles, e.Path)
+	}
+	before := map[string][]byte{}
+	for _, rel := range signedFiles {
+		data, err := os.ReadFile(filepath.Join(f.pub.Dir(), rel))
+		require.NoError(t, err)
+		_, _, err = simplestreams.VerifyClearsigned(data, keyring)
+		require.NoError(t, err, rel)
+		e, ok := f.pub.Lookup(rel)
+		require.True(t, ok, rel)
+		assert.Equal(t, entryOf(data), e)
+		before[rel] = data
+	}
+
+	// Nothing changed: no byte changes, signatures included.
+	_, err = f.pub.Publish(imgs)
+	require.NoError(t, err)
+	for rel, data := range before {
+		again, err := os.ReadFile(filepath.Join(f.pub.Dir(), rel))
+		require.NoError(t, err)
+		assert.Equal(t, data, again, rel)
+	}
+
+	// A new key signs everything again.
+	other, err := openpgp.NewEntity("other", "", "o@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	require.NoError(t, err)
+	f.pub.SignWith(func(b []byte) ([]byte, error) { return simplestreams.Clearsign(b, other) }, openpgp.EntityList{other})
+	_, err = f.pub.Publish(imgs)
+	require.NoError(t, err)
+	for rel := range before {
+		data, err := os.ReadFile(filepath.Join(f.pub.Dir(), rel))
+		require.NoError(t, err)
+		_, _, err = simplestreams.VerifyClearsigned(data, openpgp.EntityList{other})
+		assert.NoError(t, err, rel)
+	}
+
+	// The signed copies go with their documents.
+	_, err = f.pub.Publish(imgs[:1])
+	require.NoError(t, err)
+	assert.NoFileExists(t, filepath.Join(f.pub.Dir(), "streams/v1/com.customstream:uploads:bases-download.sjson"))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/progress"
 	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/signing"
 	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/jobs"
 	"github.com/customstream/customstream/views"
@@ -33,6 +34,7 @@ type Deps struct {
 	Publisher *publish.Publisher
 	Queue     jobs.Enqueuer
 	Progress  *progress.Tracker
+	Signer    *signing.Signer
 	// Redis is pinged by /healthz.
 	Redis    func(ctx context.Context) error
 	APIToken string

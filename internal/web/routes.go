@@ -18,6 +18,8 @@ func (h *handler) routes(app *fiber.App) {
 	app.Get("/streams/v1/:doc", h.serveStreamDoc)
 	app.Get("/uploads/*", h.serveItem)
 	app.Get("/mirror/*", h.serveItem)
+	app.Get("/keyring.gpg", h.serveKeyring)
+	app.Get("/keyring.asc", h.serveKeyring)
 
 	// Portal.
 	app.Get("/", h.showHome)

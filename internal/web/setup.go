@@ -92,7 +92,13 @@ func (h *handler) showSetupPage(c *fiber.Ctx) error {
 		return err
 	}
 	products := offered(imgs)
+	signed := base + "/" + publish.SignedIndexPath
 	return h.page(c, "setup", "MAAS setup", "setup", fiber.Map{
+		"SignedURL":   signed,
+		"FetchKey":    fmt.Sprintf("curl -fsSo keyring.gpg %s/keyring.gpg", base),
+		"CmdSigned":   fmt.Sprintf("maas $PROFILE boot-sources create url=%s keyring_data@=keyring.gpg", signed),
+		"Fingerprint": h.Signer.Fingerprint(),
+		"KeyringURL":  base + "/keyring.gpg",
 		"IndexURL":    index,
 		"FromRequest": fromRequest,
 		"Cmd38":       fmt.Sprintf("maas $PROFILE boot-sources create url=%s", index),

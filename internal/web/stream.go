@@ -13,7 +13,26 @@ import (
 // serveStreamDoc serves a stream document (index or product file). It reads
 // the current file on every request: a publish is visible at once.
 func (h *handler) serveStreamDoc(c *fiber.Ctx) error {
+	if strings.HasSuffix(c.Path(), ".sjson") {
+		return h.servePublished(c, "no-cache", fiber.MIMETextPlainCharsetUTF8)
+	}
 	return h.servePublished(c, "no-cache", fiber.MIMEApplicationJSONCharsetUTF8)
+}
+
+// serveKeyring hands out the public key that verifies the .sjson documents:
+// binary for keyring_data@= and gpgv, armored for people.
+func (h *handler) serveKeyring(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	if strings.HasSuffix(c.Path(), ".asc") {
+		armored, err := h.Signer.PublicArmored()
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, "application/pgp-keys")
+		return c.Send(armored)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEOctetStream)
+	return c.Send(h.Signer.PublicKeyring())
 }
 
 // serveItem serves an image file of a published version. The path is

@@ -23,6 +23,7 @@ import (
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/signing"
 	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/testenv"
 	"github.com/customstream/customstream/internal/upstream"
@@ -46,8 +47,11 @@ func newTestEnv(t *testing.T, maxUpload int64) *testEnv {
 	cfg.DataDir = e.Dir
 	cfg.MaxUploadSize = maxUpload
 	catalogs := catalog.New(e.Store, upstream.New(upstream.Options{}), e.Log)
+	signer, err := signing.Open(e.Dir, e.Log)
+	require.NoError(t, err)
+	e.Publisher.SignWith(signer.Sign, signer.Keyring())
 	app := New(Deps{Config: cfg, Store: e.Store, Blobs: e.Blobs, Images: e.Images, Catalog: catalogs, Publisher: e.Publisher,
-		Queue: e.Queue, Progress: e.Progress, Redis: func(ctx context.Context) error { return e.Redis.Ping(ctx).Err() },
+		Queue: e.Queue, Progress: e.Progress, Signer: signer, Redis: func(ctx context.Context) error { return e.Redis.Ping(ctx).Err() },
 		APIToken: testToken, Version: "test", Log: e.Log})
 	return &testEnv{Env: e, app: app,
 		hash:    &jobs.HashHandler{Blobs: e.Blobs, Progress: e.Progress, Results: e.Queue, Log: e.Log},
@@ -439,4 +443,42 @@ func TestPortalRefusesCrossSitePosts(t *testing.T) {
 		return r
 	}())
 	assert.Equal(t, 403, resp.StatusCode)
+}
+
+func TestSignedStreamAndKeyring(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	resp, body := e.upload(t, "/api/images/upload", bootFields(), bootFileParts())
+	require.Equal(t, 202, resp.StatusCode, body)
+	var ans uploadAnswer
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	e.finishJob(t, ans.Job.ID)
+
+	resp, keyring := e.get(t, "/keyring.gpg")
+	require.Equal(t, 200, resp.StatusCode)
+	keys, err := simplestreams.ReadKeyring([]byte(keyring))
+	require.NoError(t, err)
+	resp, armored := e.get(t, "/keyring.asc")
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, armored, "BEGIN PGP PUBLIC KEY BLOCK")
+
+	srv := httptest.NewServer(adaptFiber(e.app))
+	defer srv.Close()
+	rep, err := simplestreams.Validate(simplestreams.HTTPSource(srv.URL, srv.Client()), publish.SignedIndexPath)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+	resp, signedIndex := e.get(t, "/"+publish.SignedIndexPath)
+	require.Equal(t, 200, resp.StatusCode)
+	_, fp, err := simplestreams.VerifyClearsigned([]byte(signedIndex), keys)
+	require.NoError(t, err, "keyring.gpg verifies index.sjson")
+	for _, entry := range rep.Index.Index {
+		resp, doc := e.get(t, "/"+entry.Path)
+		require.Equal(t, 200, resp.StatusCode, entry.Path)
+		_, _, err := simplestreams.VerifyClearsigned([]byte(doc), keys)
+		require.NoError(t, err, entry.Path)
+	}
+
+	_, setup := e.get(t, "/setup")
+	assert.Contains(t, setup, "url=http://example.com/streams/v1/index.sjson keyring_data@=keyring.gpg")
+	assert.Contains(t, setup, "curl -fsSo keyring.gpg http://example.com/keyring.gpg")
+	assert.Contains(t, setup, fp)
 }

@@ -1,0 +1,85 @@
+package signing
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/customstream/customstream/internal/simplestreams"
+)
+
+func TestOpenGeneratesOnceAndKeeps(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := Open(dir, log)
+	require.NoError(t, err)
+	info, err := os.Stat(filepath.Join(dir, KeyFile))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the private key is the owner's only")
+
+	again, err := Open(dir, log)
+	require.NoError(t, err)
+	assert.Equal(t, s.Fingerprint(), again.Fingerprint(), "the key stays across restarts")
+	assert.Len(t, s.Fingerprint(), 40)
+
+	signed, err := s.Sign([]byte(`{"format": "index:1.0"}`))
+	require.NoError(t, err)
+	keys, err := simplestreams.ReadKeyring(s.PublicKeyring())
+	require.NoError(t, err)
+	_, fp, err := simplestreams.VerifyClearsigned(signed, keys)
+	require.NoError(t, err)
+	assert.Equal(t, s.Fingerprint(), fp)
+	armored, err := s.PublicArmored()
+	require.NoError(t, err)
+	assert.Contains(t, string(armored), "BEGIN PGP PUBLIC KEY BLOCK")
+	keys, err = simplestreams.ReadKeyring(armored)
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	assert.Nil(t, keys[0].PrivateKey, "the public keyring holds no secret")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, KeyFile), []byte("garbage"), 0o600))
+	_, err = Open(dir, log)
+	assert.ErrorContains(t, err, "not an armored private key")
+}
+
+// TestGpgvVerifiesWithKeyringGpg checks the hand-off MAAS uses: gpgv with
+// the binary keyring.gpg verifies what the server signs.
+func TestGpgvVerifiesWithKeyringGpg(t *testing.T) {
+	gpgv, err := exec.LookPath("gpgv")
+	if err != nil {
+		t.Skip("gpgv is not installed (apt-get install gpgv): cannot check with GnuPG")
+	}
+	s, err := Open(t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	keyring := filepath.Join(dir, "keyring.gpg")
+	require.NoError(t, os.WriteFile(keyring, s.PublicKeyring(), 0o644))
+	signed, err := s.Sign([]byte("{\n \"format\": \"index:1.0\"\n}\n"))
+	require.NoError(t, err)
+	for name, doc := range map[string][]byte{"good": signed, "tampered": append([]byte(nil), signed...)} {
+		t.Run(name, func(t *testing.T) {
+			if name == "tampered" {
+				i := len("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{\n \"")
+				doc[i] = 'F'
+			}
+			path := filepath.Join(t.TempDir(), "index.sjson")
+			require.NoError(t, os.WriteFile(path, doc, 0o644))
+			cmd := exec.Command(gpgv, "--homedir", dir, "--keyring", keyring, path)
+			cmd.Env = append(os.Environ(), "GNUPGHOME="+dir, "LC_ALL=C")
+			out, err := cmd.CombinedOutput()
+			if name == "good" {
+				require.NoError(t, err, string(out))
+				assert.Contains(t, string(out), "Good signature")
+			} else {
+				require.Error(t, err, string(out))
+				assert.Contains(t, string(out), "BAD signature")
+			}
+		})
+	}
+}
