@@ -29,6 +29,9 @@ Usage:
                          validate a stream (a mirror root or a .json/.sjson index URL) as MAAS
                          3.7 and 3.8 read it: every rule, signatures (default key: Ubuntu's) and,
                          with --download, every item's size and sha256; exit 1 on any problem
+  customstream keys show|rotate|import FILE
+                         the stream signing key: print its fingerprint, replace it with a new
+                         one, or import an armored private key (with the server stopped)
 
 Configuration (environment):
 `
@@ -40,6 +43,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "keys" {
+		return runKeys(args[1:], stdout, stderr)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage+config.Help())

@@ -128,3 +128,50 @@ func (s *Signer) PublicArmored() ([]byte, error) {
 
 // Keyring is the public key as a keyring, to verify what Sign made.
 func (s *Signer) Keyring() openpgp.EntityList { return openpgp.EntityList{s.entity} }
+
+// Replace makes entity the signing key, keeping the previous one beside it
+// (keys/signing-key.FINGERPRINT.old.asc) so nothing is lost by mistake.
+// The web process signs with it from its next start, signing every document
+// again.
+func Replace(dataDir string, entity *openpgp.Entity) (*Signer, error) {
+	if entity.PrivateKey == nil {
+		return nil, errors.New("signing key: not a private key")
+	}
+	if entity.PrivateKey.Encrypted {
+		return nil, errors.New("signing key: it is protected by a passphrase; export it without one (gpg --export-secret-keys after removing the passphrase)")
+	}
+	s, err := newSigner(entity)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Sign([]byte("{}\n")); err != nil {
+		return nil, fmt.Errorf("signing key: it cannot sign: %w", err)
+	}
+	path := filepath.Join(dataDir, KeyFile)
+	if old, err := os.ReadFile(path); err == nil {
+		if keys, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(old)); err == nil && len(keys) > 0 {
+			backup := filepath.Join(dataDir, "keys", fmt.Sprintf("signing-key.%X.old.asc", keys[0].PrimaryKey.Fingerprint))
+			if err := publish.WriteFileAtomic(backup, old, 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := save(path, entity); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReadPrivateKey reads an armored private key, to import it.
+func ReadPrivateKey(data []byte) (*openpgp.Entity, error) {
+	keys, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("signing key: not an armored OpenPGP key: %w", err)
+	}
+	for _, k := range keys {
+		if k.PrivateKey != nil {
+			return k, nil
+		}
+	}
+	return nil, errors.New("signing key: the file holds no private key (export it with gpg --armor --export-secret-keys)")
+}

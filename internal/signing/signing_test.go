@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -82,4 +83,37 @@ func TestGpgvVerifiesWithKeyringGpg(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReplaceKeepsTheOldKey(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	first, err := Open(dir, log)
+	require.NoError(t, err)
+	entity, err := Generate()
+	require.NoError(t, err)
+	second, err := Replace(dir, entity)
+	require.NoError(t, err)
+	assert.NotEqual(t, first.Fingerprint(), second.Fingerprint())
+	loaded, err := Open(dir, log)
+	require.NoError(t, err)
+	assert.Equal(t, second.Fingerprint(), loaded.Fingerprint(), "the server signs with the new key from its next start")
+	assert.FileExists(t, filepath.Join(dir, "keys", "signing-key."+first.Fingerprint()+".old.asc"))
+
+	// Import: an armored private key is taken; a public one is refused.
+	priv, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	require.NoError(t, err)
+	imported, err := ReadPrivateKey(priv)
+	require.NoError(t, err)
+	assert.Equal(t, second.Fingerprint(), fmt.Sprintf("%X", imported.PrimaryKey.Fingerprint))
+	pub, err := second.PublicArmored()
+	require.NoError(t, err)
+	_, err = ReadPrivateKey(pub)
+	assert.ErrorContains(t, err, "no private key")
+	_, err = ReadPrivateKey([]byte("nonsense"))
+	assert.Error(t, err)
+	public, err := simplestreams.ReadKeyring(pub)
+	require.NoError(t, err)
+	_, err = Replace(dir, public[0])
+	assert.ErrorContains(t, err, "not a private key")
 }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/customstream/customstream/internal/config"
+	"github.com/customstream/customstream/internal/signing"
+	"github.com/customstream/customstream/internal/store"
+)
+
+const keysUsage = `Usage:
+  customstream keys show           print the signing key's fingerprint
+  customstream keys rotate         replace the signing key with a new one
+  customstream keys import FILE    make an armored private key (gpg --armor --export-secret-keys) the signing key
+`
+
+// runKeys manages the stream signing key in CUSTOMSTREAM_DATA_DIR.
+func runKeys(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] == "import") != (len(args) == 2) || len(args) > 2 {
+		fmt.Fprint(stderr, keysUsage)
+		return 2
+	}
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "customstream:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var s *signing.Signer
+	switch args[0] {
+	case "show":
+		s, err = signing.Open(cfg.DataDir, log)
+	case "rotate", "import":
+		if err = serverStopped(cfg.DataDir); err != nil {
+			break
+		}
+		s, err = replaceKey(cfg.DataDir, args[1:])
+	default:
+		fmt.Fprint(stderr, keysUsage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "customstream:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "Signing key fingerprint:", s.Fingerprint())
+	if args[0] != "show" {
+		fmt.Fprintln(stdout, "Start the server: it signs the stream again with this key. Give MAAS the new /keyring.gpg (the MAAS setup page shows how).")
+	}
+	return 0
+}
+
+func replaceKey(dataDir string, file []string) (*signing.Signer, error) {
+	if len(file) == 0 {
+		entity, err := signing.Generate()
+		if err != nil {
+			return nil, err
+		}
+		return signing.Replace(dataDir, entity)
+	}
+	data, err := os.ReadFile(file[0])
+	if err != nil {
+		return nil, err
+	}
+	entity, err := signing.ReadPrivateKey(data)
+	if err != nil {
+		return nil, err
+	}
+	return signing.Replace(dataDir, entity)
+}
+
+// serverStopped refuses to change the key under a running server, which
+// would go on signing with the old one.
+func serverStopped(dataDir string) error {
+	st, err := store.Open(filepath.Join(dataDir, "customstream.db"), 200*time.Millisecond)
+	if errors.Is(err, store.ErrLocked) {
+		return errors.New("the server is running on this data directory: stop it, change the key, start it again")
+	}
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
