@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/customstream/customstream/internal/catalog"
+	"github.com/customstream/customstream/internal/check"
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/publish"
@@ -481,4 +483,54 @@ func TestSignedStreamAndKeyring(t *testing.T) {
 	assert.Contains(t, setup, "url=http://example.com/streams/v1/index.sjson keyring_data@=keyring.gpg")
 	assert.Contains(t, setup, "curl -fsSo keyring.gpg http://example.com/keyring.gpg")
 	assert.Contains(t, setup, fp)
+}
+
+// TestPublishedSignaturesPassGpgvAndCheck reads our own signed stream the
+// way MAAS does: real gpgv with /keyring.gpg on every .sjson, and the
+// check command's code over HTTP.
+func TestPublishedSignaturesPassGpgvAndCheck(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	resp, body := e.upload(t, "/api/images/upload", bootFields(), bootFileParts())
+	require.Equal(t, 202, resp.StatusCode, body)
+	var ans uploadAnswer
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	e.finishJob(t, ans.Job.ID)
+	srv := httptest.NewServer(adaptFiber(e.app))
+	defer srv.Close()
+
+	_, keyring := e.get(t, "/keyring.gpg")
+	keys, err := simplestreams.ReadKeyring([]byte(keyring))
+	require.NoError(t, err)
+	var out bytes.Buffer
+	res, err := check.Run(context.Background(), srv.URL+"/", check.Options{Keyring: keys, Download: true, Client: srv.Client(), Out: &out})
+	require.NoError(t, err)
+	assert.Empty(t, res.Problems, out.String())
+	assert.Contains(t, out.String(), "OK")
+
+	gpgv, err := exec.LookPath("gpgv")
+	if err != nil {
+		t.Skip("gpgv is not installed (apt-get install gpgv): the GnuPG cross-check is skipped")
+	}
+	dir := t.TempDir()
+	keyringPath := filepath.Join(dir, "keyring.gpg")
+	require.NoError(t, os.WriteFile(keyringPath, []byte(keyring), 0o644))
+	verify := func(doc []byte) (string, error) {
+		path := filepath.Join(t.TempDir(), "doc.sjson")
+		require.NoError(t, os.WriteFile(path, doc, 0o644))
+		cmd := exec.Command(gpgv, "--homedir", dir, "--keyring", keyringPath, path)
+		cmd.Env = append(os.Environ(), "GNUPGHOME="+dir, "LC_ALL=C")
+		o, err := cmd.CombinedOutput()
+		return string(o), err
+	}
+	signedDocs := []string{publish.SignedIndexPath, "streams/v1/products.sjson", "streams/v1/" + images.ContentBoot + ".sjson"}
+	for _, rel := range signedDocs {
+		_, doc := e.get(t, "/"+rel)
+		o, err := verify([]byte(doc))
+		require.NoError(t, err, "%s: %s", rel, o)
+		assert.Contains(t, o, "Good signature", rel)
+	}
+	_, doc := e.get(t, "/"+publish.SignedIndexPath)
+	o, err := verify([]byte(strings.Replace(doc, "index:1.0", "index:1.1", 1)))
+	require.Error(t, err, "a tampered document must fail: %s", o)
+	assert.Contains(t, o, "BAD signature")
 }
