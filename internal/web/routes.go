@@ -13,6 +13,7 @@ import (
 // routes lists every route of the server.
 func (h *handler) routes(app *fiber.App) {
 	app.Use(recover.New())
+	app.Use(securityHeaders)
 
 	// Stream and files: public and read-only. GET routes answer HEAD too.
 	app.Get("/streams/v1/:doc", h.serveStreamDoc)

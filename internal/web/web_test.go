@@ -534,3 +534,20 @@ func TestPublishedSignaturesPassGpgvAndCheck(t *testing.T) {
 	require.Error(t, err, "a tampered document must fail: %s", o)
 	assert.Contains(t, o, "BAD signature")
 }
+
+func TestPagesKeepToTheContentSecurityPolicy(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	for _, path := range []string{"/images", "/images/new", "/upstream", "/setup"} {
+		t.Run(path, func(t *testing.T) {
+			resp, body := e.get(t, path)
+			require.Equal(t, 200, resp.StatusCode)
+			assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'self'")
+			assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+			assert.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+			assert.Equal(t, "same-origin", resp.Header.Get("Referrer-Policy"))
+			assert.NotRegexp(t, `<script>|<script [^>]*>[^<]`, body, "no inline script")
+			assert.NotContains(t, body, " style=", "no inline style")
+			assert.NotRegexp(t, ` on[a-z]+=`, body, "no inline event handler")
+		})
+	}
+}
