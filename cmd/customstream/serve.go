@@ -101,7 +101,7 @@ func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store,
 	})
 	mux := asynq.NewServeMux()
 	// Downloads follow the same proxy and redirect rules as catalog fetches.
-	client := upstream.New(upstream.Options{UserAgent: "customstream/" + version}).DownloadClient()
+	client := upstream.New(upstream.Options{UserAgent: "customstream/" + version, AllowHosts: cfg.UpstreamAllow}).DownloadClient()
 	downloader := &mirror.Downloader{Client: client, Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
 	jobs.RegisterWorker(mux,
 		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log},
@@ -147,7 +147,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	if err != nil {
 		return err
 	}
-	catalogs := catalog.New(st, upstream.New(upstream.Options{Keyring: keyring, UserAgent: "customstream/" + version}), log)
+	catalogs := catalog.New(st, upstream.New(upstream.Options{Keyring: keyring, UserAgent: "customstream/" + version, AllowHosts: cfg.UpstreamAllow}), log)
 
 	// Results record one at a time (the images service orders them); the
 	// second slot keeps a long sync run from holding results back.

@@ -86,6 +86,9 @@ func newLoaded(c *upstream.Catalog) *Loaded {
 // else (or when refresh is set) fetched from the upstream.
 func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loaded, error) {
 	indexURL, _, err := upstream.ResolveURL(strings.TrimSpace(rawURL))
+	if err == nil {
+		err = s.client.CheckAllowed(indexURL)
+	}
 	if err != nil {
 		return nil, &BadURLError{err}
 	}

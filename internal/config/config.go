@@ -35,6 +35,8 @@ type Config struct {
 	DownloadParallel int
 	// KeepVersions is how many versions of each mirrored product are kept.
 	KeepVersions int
+	// UpstreamAllow, when not empty, lists the only upstream hosts allowed.
+	UpstreamAllow []string
 	// SyncInterval is how often sync rules run.
 	SyncInterval time.Duration
 	// UpstreamKeyring is a keyring file verifying signed upstreams; empty
@@ -131,6 +133,18 @@ var settings = []setting{
 			return fmt.Errorf("want a whole number, 0 or more, got %q", v)
 		}
 		c.KeepVersions = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_UPSTREAM_ALLOW", "", "comma-separated upstream hosts (name or name:port) allowed; empty allows any", func(c *Config, v string) error {
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.TrimSpace(h); h == "" {
+				continue
+			}
+			if strings.ContainsAny(h, "/ @") {
+				return fmt.Errorf("want host names such as images.maas.io, got %q", h)
+			}
+			c.UpstreamAllow = append(c.UpstreamAllow, h)
+		}
 		return nil
 	}},
 	{"CUSTOMSTREAM_SYNC_INTERVAL", "6h", "how often sync rules mirror new upstream versions (e.g. 30m, 6h)", func(c *Config, v string) error {

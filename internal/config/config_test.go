@@ -47,6 +47,8 @@ func TestLoadErrors(t *testing.T) {
 		{"max upload", "CUSTOMSTREAM_MAX_UPLOAD", "lots", "CUSTOMSTREAM_MAX_UPLOAD: want a size"},
 		{"concurrency", "CUSTOMSTREAM_WORKER_CONCURRENCY", "0", "CUSTOMSTREAM_WORKER_CONCURRENCY: want a whole number"},
 		{"log format", "CUSTOMSTREAM_LOG_FORMAT", "xml", "CUSTOMSTREAM_LOG_FORMAT: want text or json"},
+		{"allow list", "CUSTOMSTREAM_UPSTREAM_ALLOW", "images.maas.io,http://x/", "CUSTOMSTREAM_UPSTREAM_ALLOW: want host names"},
+		{"sync interval", "CUSTOMSTREAM_SYNC_INTERVAL", "10s", "CUSTOMSTREAM_SYNC_INTERVAL: want a duration of at least 1m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,9 +3,12 @@ package upstream
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -41,6 +44,9 @@ type Options struct {
 	Timeout         time.Duration      // per request; default 60 s
 	UserAgent       string             // default "customstream"
 	Transport       http.RoundTripper  // optional, for tests; default honours HTTPS_PROXY/HTTP_PROXY/NO_PROXY
+	// AllowHosts, when not empty, are the only hosts (name, or name:port)
+	// requests may go to, redirects and downloads included.
+	AllowHosts []string
 }
 
 // Client fetches upstream documents with bounded size, time and redirects.
@@ -52,6 +58,41 @@ type Client struct {
 	download *http.Client
 	// transport is the default transport New built (nil when Options.Transport was given).
 	transport *http.Transport
+	allow     map[string]bool
+}
+
+// ErrNotAllowed marks a host outside Options.AllowHosts.
+var ErrNotAllowed = errors.New("not an allowed upstream host")
+
+// CheckAllowed refuses a URL whose host is outside the allow-list.
+func (c *Client) CheckAllowed(rawURL string) error {
+	u, err := url.Parse(strings.TrimSpace(rawURL))
+	if err != nil {
+		return fmt.Errorf("upstream URL %q: %w", rawURL, err)
+	}
+	return c.allowed(u)
+}
+
+func (c *Client) allowed(u *url.URL) error {
+	if len(c.allow) == 0 || c.allow[strings.ToLower(u.Host)] || c.allow[strings.ToLower(u.Hostname())] {
+		return nil
+	}
+	return fmt.Errorf("%s: %w (CUSTOMSTREAM_UPSTREAM_ALLOW)", u.Host, ErrNotAllowed)
+}
+
+// allowTransport refuses requests to hosts outside the allow-list, so a
+// redirect or an item URL cannot lead anywhere else.
+type allowTransport struct {
+	base   http.RoundTripper
+	client *Client
+}
+
+// RoundTrip checks the host, then sends the request.
+func (t allowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.client.allowed(req.URL); err != nil {
+		return nil, err
+	}
+	return t.base.RoundTrip(req)
 }
 
 // New returns a Client for o, filling in defaults.
@@ -65,13 +106,18 @@ func New(o Options) *Client {
 	if o.UserAgent == "" {
 		o.UserAgent = DefaultUserAgent
 	}
-	c := &Client{keyring: o.Keyring, maxSize: o.MaxDocumentSize, timeout: o.Timeout}
+	c := &Client{keyring: o.Keyring, maxSize: o.MaxDocumentSize, timeout: o.Timeout, allow: map[string]bool{}}
+	for _, h := range o.AllowHosts {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			c.allow[h] = true
+		}
+	}
 	base := o.Transport
 	if base == nil {
 		c.transport = defaultTransport(o.Timeout)
 		base = c.transport
 	}
-	rt := userAgentTransport{base: base, userAgent: o.UserAgent}
+	rt := userAgentTransport{base: allowTransport{base: base, client: c}, userAgent: o.UserAgent}
 	c.docs = &http.Client{Transport: rt, CheckRedirect: checkRedirect, Timeout: o.Timeout}
 	// Image files take far longer than any fixed timeout to arrive, so the
 	// download client bounds connecting and waiting for headers only.
