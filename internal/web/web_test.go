@@ -551,3 +551,15 @@ func TestPagesKeepToTheContentSecurityPolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestPortalEscapesWhatUsersWrote(t *testing.T) {
+	e := newTestEnv(t, 1<<20)
+	evil := `<script>alert("x")</script>`
+	resp, body := e.upload(t, "/api/images/upload", append(bootFields(), part{"release_title", evil}), bootFileParts())
+	require.Equal(t, 202, resp.StatusCode, body)
+	for _, path := range []string{"/images", "/images/rows"} {
+		_, page := e.get(t, path)
+		assert.NotContains(t, page, evil, path)
+		assert.Contains(t, page, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", path)
+	}
+}
