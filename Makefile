@@ -37,3 +37,8 @@ bench:
 
 clean:
 	rm -rf bin
+
+# Every Go fuzz target for a short while (FUZZTIME, default 15s each).
+.PHONY: fuzz
+fuzz:
+	@scripts/fuzz
