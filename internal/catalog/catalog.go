@@ -42,13 +42,14 @@ type Service struct {
 	client *upstream.Client
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	loaded map[string]*Loaded // by index URL
+	mu      sync.Mutex
+	loaded  map[string]*Loaded   // by index URL
+	touched map[string]time.Time // last TouchUpstream by index URL
 }
 
 // New returns a catalog service.
 func New(st *store.Store, client *upstream.Client, log *slog.Logger) *Service {
-	return &Service{store: st, client: client, log: log, loaded: map[string]*Loaded{}}
+	return &Service{store: st, client: client, log: log, loaded: map[string]*Loaded{}, touched: map[string]time.Time{}}
 }
 
 // Loaded is one catalog ready for listing.
@@ -97,12 +98,12 @@ func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loade
 		l := s.loaded[indexURL]
 		s.mu.Unlock()
 		if l != nil {
-			_ = s.store.TouchUpstream(indexURL)
+			s.touch(indexURL)
 			return l, nil
 		}
 		if l, err := s.fromStore(indexURL); err == nil {
 			s.keep(indexURL, l)
-			_ = s.store.TouchUpstream(indexURL)
+			s.touch(indexURL)
 			return l, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			s.log.Warn("Cached catalog unreadable; fetching it again", slog.String("url", indexURL), slog.Any("error", err))
@@ -122,6 +123,21 @@ func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loade
 	s.log.Info("Catalog fetched", slog.String("url", indexURL), slog.Bool("signed", cat.Signed),
 		slog.Int("products", len(l.Entries)), slog.Duration("took", time.Since(start)))
 	return l, nil
+}
+
+// touch records that an upstream was used, at most once a minute: every
+// filter keystroke loads the catalog, and a database write each time would
+// put a sync to disk on the hot path.
+func (s *Service) touch(indexURL string) {
+	s.mu.Lock()
+	recent := time.Since(s.touched[indexURL]) < time.Minute
+	if !recent {
+		s.touched[indexURL] = time.Now()
+	}
+	s.mu.Unlock()
+	if !recent {
+		_ = s.store.TouchUpstream(indexURL)
+	}
 }
 
 // keep holds a few catalogs in memory; the database has the rest.
