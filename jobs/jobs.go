@@ -138,6 +138,15 @@ func Enqueue(ctx context.Context, q Enqueuer, job store.Job) error {
 // images.Service.RecordResult with an error).
 type FailFunc func(jobID, reason string) error
 
+// EnqueueRecorded enqueues a job whose record is already stored. The record
+// is the source of truth: when Redis is away the requeue loop enqueues the
+// job later, so a failure here is only logged.
+func EnqueueRecorded(ctx context.Context, q Enqueuer, job store.Job, log *slog.Logger) {
+	if err := Enqueue(ctx, q, job); err != nil {
+		log.Warn("Unable to enqueue; the job waits for the requeue loop", slog.String("job_id", job.ID), slog.Any("error", err))
+	}
+}
+
 // Requeue enqueues again every unfinished job whose task and result Redis no
 // longer holds (a restarted embedded server, a flushed Redis): bbolt is the
 // source of truth, Redis only delivers work. A task asynq archived without a

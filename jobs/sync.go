@@ -55,11 +55,7 @@ func StartMirrors(ctx context.Context, svc *images.Service, q Enqueuer, versions
 		case err != nil:
 			return started, skipped, err
 		}
-		// The record is the source of truth: if Redis is away, the requeue
-		// loop enqueues the job later.
-		if qerr := Enqueue(ctx, q, *job); qerr != nil {
-			log.Warn("Unable to enqueue; the job waits for the requeue loop", slog.String("job_id", job.ID), slog.Any("error", qerr))
-		}
+		EnqueueRecorded(ctx, q, *job, log)
 		started = append(started, Started{ID: job.ID, ProductID: img.ProductID, VersionName: img.VersionName})
 	}
 	return started, skipped, nil

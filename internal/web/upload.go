@@ -64,6 +64,15 @@ func (r *receivedUpload) remove() {
 	r.files, r.paths = nil, nil
 }
 
+// requestBody is the request body as a stream: fasthttp streams large bodies
+// (StreamRequestBody) and has small ones in memory already.
+func requestBody(c *fiber.Ctx) io.Reader {
+	if body := c.Context().RequestBodyStream(); body != nil {
+		return body
+	}
+	return bytes.NewReader(c.Body())
+}
+
 // receive reads a multipart upload from the request body stream, writing each
 // file part straight to staging, so memory stays bounded at any size.
 func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
@@ -71,10 +80,7 @@ func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
 	if err != nil || mediaType != fiber.MIMEMultipartForm || params["boundary"] == "" {
 		return nil, badUpload("send the image as multipart/form-data (curl -F field=value -F rootfs=@FILE)")
 	}
-	var body io.Reader = c.Context().RequestBodyStream()
-	if body == nil {
-		body = bytes.NewReader(c.Body())
-	}
+	body := requestBody(c)
 	r := &receivedUpload{form: map[string]string{}}
 	if uerr := h.readParts(multipart.NewReader(body, params["boundary"]), r); uerr != nil {
 		r.remove()
@@ -229,11 +235,7 @@ func (h *handler) createImage(c *fiber.Ctx) (*store.Image, *store.Job, *received
 			return jobs.NewHashJob(images.NewID(), img)
 		})
 		if err == nil {
-			// The record is the source of truth: if Redis is away now, the
-			// job is enqueued again by the web process's requeue loop.
-			if qerr := jobs.Enqueue(c.Context(), h.Queue, *job); qerr != nil {
-				h.Log.Warn("Unable to enqueue; the job waits for the requeue loop", slog.String("job_id", job.ID), slog.Any("error", qerr))
-			}
+			jobs.EnqueueRecorded(c.Context(), h.Queue, *job, h.Log)
 			return img, job, r, nil
 		}
 	}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,11 +23,7 @@ const maxJSONBody = 1 << 20
 
 // readJSON decodes a capped JSON body; the body may be streamed.
 func readJSON(c *fiber.Ctx, v any) error {
-	var body io.Reader = c.Context().RequestBodyStream()
-	if body == nil {
-		body = bytes.NewReader(c.Body())
-	}
-	data, err := io.ReadAll(io.LimitReader(body, maxJSONBody+1))
+	data, err := io.ReadAll(io.LimitReader(requestBody(c), maxJSONBody+1))
 	if err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, "the request body could not be read")
 	}
