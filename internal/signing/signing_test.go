@@ -5,9 +5,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/customstream/customstream/internal/gpgvtest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,15 +53,9 @@ func TestOpenGeneratesOnceAndKeeps(t *testing.T) {
 // TestGpgvVerifiesWithKeyringGpg checks the hand-off MAAS uses: gpgv with
 // the binary keyring.gpg verifies what the server signs.
 func TestGpgvVerifiesWithKeyringGpg(t *testing.T) {
-	gpgv, err := exec.LookPath("gpgv")
-	if err != nil {
-		t.Skip("gpgv is not installed (apt-get install gpgv): cannot check with GnuPG")
-	}
 	s, err := Open(t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	dir := t.TempDir()
-	keyring := filepath.Join(dir, "keyring.gpg")
-	require.NoError(t, os.WriteFile(keyring, s.PublicKeyring(), 0o644))
+	gpgv := gpgvtest.New(t, s.PublicKeyring())
 	signed, err := s.Sign([]byte("{\n \"format\": \"index:1.0\"\n}\n"))
 	require.NoError(t, err)
 	for name, doc := range map[string][]byte{"good": signed, "tampered": append([]byte(nil), signed...)} {
@@ -69,17 +64,13 @@ func TestGpgvVerifiesWithKeyringGpg(t *testing.T) {
 				i := len("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{\n \"")
 				doc[i] = 'F'
 			}
-			path := filepath.Join(t.TempDir(), "index.sjson")
-			require.NoError(t, os.WriteFile(path, doc, 0o644))
-			cmd := exec.Command(gpgv, "--homedir", dir, "--keyring", keyring, path)
-			cmd.Env = append(os.Environ(), "GNUPGHOME="+dir, "LC_ALL=C")
-			out, err := cmd.CombinedOutput()
+			out, err := gpgv.Verify(t, doc)
 			if name == "good" {
-				require.NoError(t, err, string(out))
-				assert.Contains(t, string(out), "Good signature")
+				require.NoError(t, err, out)
+				assert.Contains(t, out, "Good signature")
 			} else {
-				require.Error(t, err, string(out))
-				assert.Contains(t, string(out), "BAD signature")
+				require.Error(t, err, out)
+				assert.Contains(t, out, "BAD signature")
 			}
 		})
 	}

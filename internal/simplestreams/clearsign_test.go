@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"crypto"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/customstream/customstream/internal/gpgvtest"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -242,27 +243,14 @@ func TestReadKeyringUbuntuCloudImageKey(t *testing.T) {
 
 // TestClearsignAcceptedByGpgv checks our signatures the way MAAS does: with Debian's gpgv.
 func TestClearsignAcceptedByGpgv(t *testing.T) {
-	gpgv, err := exec.LookPath("gpgv")
-	if err != nil {
-		t.Skip("gpgv is not installed (apt-get install gpgv): cannot cross-check signatures with GnuPG")
-	}
 	key := newTestKey(t, nil)
-	dir := t.TempDir()
-	keyringPath := filepath.Join(dir, "keyring.gpg")
-	require.NoError(t, os.WriteFile(keyringPath, publicBinary(t, key), 0o644))
+	gpgv := gpgvtest.New(t, publicBinary(t, key))
 
 	signed, err := Clearsign([]byte(testPayload), key)
 	require.NoError(t, err)
 	tampered := bytes.Replace(signed, []byte(`"stable"`), []byte(`"stablf"`), 1)
 
-	run := func(t *testing.T, doc []byte) (string, error) {
-		path := filepath.Join(t.TempDir(), "doc.sjson")
-		require.NoError(t, os.WriteFile(path, doc, 0o644))
-		cmd := exec.Command(gpgv, "--homedir", dir, "--keyring", keyringPath, path)
-		cmd.Env = append(os.Environ(), "GNUPGHOME="+dir, "LC_ALL=C")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	run := func(t *testing.T, doc []byte) (string, error) { return gpgv.Verify(t, doc) }
 
 	t.Run("good", func(t *testing.T) {
 		out, err := run(t, signed)

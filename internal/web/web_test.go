@@ -10,10 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/customstream/customstream/internal/gpgvtest"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/hibiken/asynq"
@@ -507,21 +508,8 @@ func TestPublishedSignaturesPassGpgvAndCheck(t *testing.T) {
 	assert.Empty(t, res.Problems, out.String())
 	assert.Contains(t, out.String(), "OK")
 
-	gpgv, err := exec.LookPath("gpgv")
-	if err != nil {
-		t.Skip("gpgv is not installed (apt-get install gpgv): the GnuPG cross-check is skipped")
-	}
-	dir := t.TempDir()
-	keyringPath := filepath.Join(dir, "keyring.gpg")
-	require.NoError(t, os.WriteFile(keyringPath, []byte(keyring), 0o644))
-	verify := func(doc []byte) (string, error) {
-		path := filepath.Join(t.TempDir(), "doc.sjson")
-		require.NoError(t, os.WriteFile(path, doc, 0o644))
-		cmd := exec.Command(gpgv, "--homedir", dir, "--keyring", keyringPath, path)
-		cmd.Env = append(os.Environ(), "GNUPGHOME="+dir, "LC_ALL=C")
-		o, err := cmd.CombinedOutput()
-		return string(o), err
-	}
+	gpgv := gpgvtest.New(t, []byte(keyring))
+	verify := func(doc []byte) (string, error) { return gpgv.Verify(t, doc) }
 	signedDocs := []string{publish.SignedIndexPath, "streams/v1/products.sjson", "streams/v1/" + images.ContentBoot + ".sjson"}
 	for _, rel := range signedDocs {
 		_, doc := e.get(t, "/"+rel)
