@@ -8,11 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/customstream/customstream/internal/gpgvtest"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/customstream/customstream/internal/gpgvtest"
 	"github.com/customstream/customstream/internal/simplestreams"
 )
 

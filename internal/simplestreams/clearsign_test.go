@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/customstream/customstream/internal/gpgvtest"
-
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	pgpclearsign "github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/customstream/customstream/internal/gpgvtest"
 )
 
 const testPayload = `{

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/customstream/customstream/internal/gpgvtest"
-
 	"github.com/gofiber/fiber/v2"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/assert"
@@ -24,6 +22,7 @@ import (
 	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/check"
 	"github.com/customstream/customstream/internal/config"
+	"github.com/customstream/customstream/internal/gpgvtest"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/publish"
 	"github.com/customstream/customstream/internal/signing"
