@@ -143,6 +143,16 @@ func (e *testEnv) finishJob(t *testing.T, jobID string) {
 	require.NoError(t, e.results.ProcessTask(context.Background(), asynq.NewTask(res.Type, res.Payload)))
 }
 
+// readyBootImage uploads a boot image through the API and runs its job.
+func (e *testEnv) readyBootImage(t *testing.T) {
+	t.Helper()
+	resp, body := e.upload(t, "/api/images/upload", bootFields(), bootFileParts())
+	require.Equal(t, 202, resp.StatusCode, body)
+	var ans uploadAnswer
+	require.NoError(t, json.Unmarshal([]byte(body), &ans))
+	e.finishJob(t, ans.Job.ID)
+}
+
 type uploadAnswer struct {
 	Image struct {
 		ID, ProductID, VersionName, Status string
@@ -449,11 +459,7 @@ func TestPortalRefusesCrossSitePosts(t *testing.T) {
 
 func TestSignedStreamAndKeyring(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
-	resp, body := e.upload(t, "/api/images/upload", bootFields(), bootFileParts())
-	require.Equal(t, 202, resp.StatusCode, body)
-	var ans uploadAnswer
-	require.NoError(t, json.Unmarshal([]byte(body), &ans))
-	e.finishJob(t, ans.Job.ID)
+	e.readyBootImage(t)
 
 	resp, keyring := e.get(t, "/keyring.gpg")
 	require.Equal(t, 200, resp.StatusCode)
@@ -490,11 +496,7 @@ func TestSignedStreamAndKeyring(t *testing.T) {
 // check command's code over HTTP.
 func TestPublishedSignaturesPassGpgvAndCheck(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
-	resp, body := e.upload(t, "/api/images/upload", bootFields(), bootFileParts())
-	require.Equal(t, 202, resp.StatusCode, body)
-	var ans uploadAnswer
-	require.NoError(t, json.Unmarshal([]byte(body), &ans))
-	e.finishJob(t, ans.Job.ID)
+	e.readyBootImage(t)
 	srv := httptest.NewServer(adaptFiber(e.app))
 	defer srv.Close()
 
