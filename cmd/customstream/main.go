@@ -32,6 +32,8 @@ Usage:
   customstream keys show|rotate|import FILE
                          the stream signing key: print its fingerprint, replace it with a new
                          one, or import an armored private key (with the server stopped)
+  customstream password [-]
+                         set a new random admin password and print it, or read it from stdin
 
 Configuration (environment):
 `
@@ -46,6 +48,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "keys" {
 		return runKeys(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "password" {
+		return runPassword(args[1:], os.Stdin, stdout, stderr)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage+config.Help())

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -139,7 +141,11 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		// The previous tree stays served; the next change publishes again.
 		log.Error("Unable to publish at start", slog.Any("error", err))
 	}
-	token, err := auth.APIToken(cfg.DataDir, cfg.APIToken, log)
+	admin, err := auth.LoadAdmin(cfg.DataDir, cfg.AdminPassword, log)
+	if err != nil {
+		return err
+	}
+	ln, err := listen(cfg)
 	if err != nil {
 		return err
 	}
@@ -183,12 +189,12 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 
 	app := web.New(web.Deps{
 		Config: cfg, Store: st, Blobs: b, Images: svc, Catalog: catalogs, Publisher: pub, Queue: queue, Progress: tracker, Signer: signer,
-		Redis:    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		APIToken: token, Version: version, Log: log,
+		Redis: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Admin: admin, APIToken: cfg.APIToken, Version: version, Log: log,
 	})
 	errc := make(chan error, 1)
-	go func() { errc <- app.Listen(cfg.Addr) }()
-	log.Info("Web server started", slog.String("addr", cfg.Addr), slog.String("data_dir", cfg.DataDir))
+	go func() { errc <- app.Listener(ln) }()
+	log.Info("Web server started", slog.String("addr", cfg.Addr), slog.Bool("tls", cfg.TLSCert != ""), slog.String("data_dir", cfg.DataDir))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -196,6 +202,28 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}
 	log.Info("Web server stopping")
 	return app.ShutdownWithTimeout(10 * time.Second)
+}
+
+// listen opens the web listener: HTTPS when a certificate is configured.
+// The certificate is loaded here so a bad one stops the start, not the
+// first request.
+func listen(cfg *config.Config) (net.Listener, error) {
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("CUSTOMSTREAM_TLS_CERT/CUSTOMSTREAM_TLS_KEY: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	return ln, nil
 }
 
 // upstreamKeyring reads CUSTOMSTREAM_UPSTREAM_KEYRING, or returns the Ubuntu

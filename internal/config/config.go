@@ -23,10 +23,14 @@ type Config struct {
 	// PublicURL is the base URL MAAS uses to reach this server; empty means
 	// the request's own host is shown on the setup page.
 	PublicURL string
-	// APIToken is the bearer token for /api; empty means generated and stored.
+	// APIToken is a bearer token for /api besides those made in the portal.
 	APIToken string
-	// AdminPassword is reserved for the portal login.
+	// AdminPassword is the portal password; empty means generated at first
+	// start and stored as a hash in the data directory.
 	AdminPassword string
+	// TLSCert and TLSKey, both set, make the server speak HTTPS only.
+	TLSCert string
+	TLSKey  string
 	// MaxUploadSize caps one uploaded file, in bytes.
 	MaxUploadSize int64
 	// WorkerConcurrency is how many jobs one worker runs at once.
@@ -89,16 +93,30 @@ var settings = []setting{
 		c.PublicURL = strings.TrimRight(v, "/")
 		return nil
 	}},
-	{"CUSTOMSTREAM_API_TOKEN", "", "API bearer token; empty generates one in the data dir", func(c *Config, v string) error {
+	{"CUSTOMSTREAM_API_TOKEN", "", "an API bearer token besides those created in the portal (empty: none)", func(c *Config, v string) error {
 		if v != "" && len(v) < 16 {
 			return fmt.Errorf("must be at least 16 characters")
 		}
 		c.APIToken = v
 		return nil
 	}},
-	{"CUSTOMSTREAM_ADMIN_PASSWORD", "", "portal admin password", func(c *Config, v string) error {
+	{"CUSTOMSTREAM_ADMIN_PASSWORD", "", "portal password of user admin; empty: generated at first start and logged once", func(c *Config, v string) error {
+		if v != "" && len(v) < 12 {
+			return fmt.Errorf("must be at least 12 characters")
+		}
 		c.AdminPassword = v
 		return nil
+	}},
+	{"CUSTOMSTREAM_TLS_CERT", "", "PEM certificate (chain) file: serve HTTPS; needs CUSTOMSTREAM_TLS_KEY", func(c *Config, v string) error {
+		c.TLSCert = v
+		return readable(v)
+	}},
+	{"CUSTOMSTREAM_TLS_KEY", "", "PEM private key file of CUSTOMSTREAM_TLS_CERT", func(c *Config, v string) error {
+		c.TLSKey = v
+		if (v == "") != (c.TLSCert == "") {
+			return fmt.Errorf("set both CUSTOMSTREAM_TLS_CERT and CUSTOMSTREAM_TLS_KEY, or neither")
+		}
+		return readable(v)
 	}},
 	{"CUSTOMSTREAM_MAX_UPLOAD", "64GiB", "largest accepted file, e.g. 20GiB or 500MiB", func(c *Config, v string) error {
 		n, err := ParseSize(v)
@@ -159,11 +177,8 @@ var settings = []setting{
 		if v == "" {
 			return nil
 		}
-		if _, err := os.Stat(v); err != nil {
-			return fmt.Errorf("cannot read %s: %w", v, err)
-		}
 		c.UpstreamKeyring = v
-		return nil
+		return readable(v)
 	}},
 	{"CUSTOMSTREAM_LOG_FORMAT", "text", "text or json", func(c *Config, v string) error {
 		if v != "text" && v != "json" {
@@ -203,6 +218,18 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
+}
+
+// readable checks that a configured file can be read; empty is fine.
+func readable(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // Help lists the environment variables with their defaults, for --help.

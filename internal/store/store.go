@@ -19,6 +19,8 @@ var (
 	bucketUpstreams = []byte("upstreams")
 	bucketCatalogs  = []byte("catalogs")
 	bucketSyncRules = []byte("sync_rules")
+	bucketSessions  = []byte("sessions")
+	bucketAPITokens = []byte("api_tokens")
 )
 
 // Errors callers tell apart.
@@ -44,7 +46,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules} {
+		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules, bucketSessions, bucketAPITokens} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

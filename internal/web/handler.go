@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/template/html/v2"
 	"github.com/hibiken/asynq"
 
+	"github.com/customstream/customstream/internal/auth"
 	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/config"
@@ -36,36 +37,61 @@ type Deps struct {
 	Progress  *progress.Tracker
 	Signer    *signing.Signer
 	// Redis is pinged by /healthz.
-	Redis    func(ctx context.Context) error
+	Redis func(ctx context.Context) error
+	// Admin checks the portal password.
+	Admin *auth.Admin
+	// APIToken, when set (CUSTOMSTREAM_API_TOKEN), works besides the
+	// tokens made in the portal.
 	APIToken string
 	Version  string
 	Log      *slog.Logger
+	// HeaderTimeout bounds reading a request's headers; zero means 30s.
+	HeaderTimeout time.Duration
+	// BodyIdleTimeout bounds a stall in a request body; zero means 1m.
+	BodyIdleTimeout time.Duration
 }
 
 // handler holds every dependency of the routes.
 type handler struct {
 	Deps
+	sessions     *auth.Sessions
+	logins       *auth.Limiter
+	envTokenHash string
 }
 
 // New returns the Fiber app with every route.
 func New(d Deps) *fiber.App {
 	engine := html.NewFileSystem(http.FS(views.FS), ".html")
 	engine.AddFuncMap(templateFuncs())
+	if d.HeaderTimeout == 0 {
+		d.HeaderTimeout = 30 * time.Second
+	}
+	if d.BodyIdleTimeout == 0 {
+		d.BodyIdleTimeout = time.Minute
+	}
 	app := fiber.New(fiber.Config{
 		AppName: "customstream",
 		Views:   engine,
 		// Uploads of many gigabytes stream to disk: fasthttp must not
-		// buffer or pre-parse them, and the body read has no deadline.
+		// buffer or pre-parse them. ReadTimeout bounds the headers (a slow
+		// client cannot hold the server); requestBody then lets a body
+		// take as long as it keeps coming.
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
 		BodyLimit:                    4 << 20,
-		ReadTimeout:                  0,
+		ReadTimeout:                  d.HeaderTimeout,
 		ReadBufferSize:               16 << 10,
 		IdleTimeout:                  2 * time.Minute,
 		DisableStartupMessage:        true,
 		ErrorHandler:                 errorHandler(d.Log),
 	})
-	h := &handler{Deps: d}
+	h := &handler{Deps: d, sessions: &auth.Sessions{Store: d.Store, Admin: d.Admin},
+		logins: auth.NewLimiter(loginFailures, loginWindow)}
+	if d.APIToken != "" {
+		// Kept only as a hash, like the portal's tokens.
+		h.envTokenHash = auth.HashSecret(d.APIToken)
+		h.APIToken = ""
+	}
 	h.routes(app)
 	return app
 }

@@ -20,6 +20,10 @@ func (h *handler) page(c *fiber.Ctx, name, title, nav string, data fiber.Map) er
 	data["Title"] = title
 	data["Nav"] = nav
 	data["Version"] = h.Version
+	if sess := session(c); sess != nil {
+		data["LoggedIn"] = true
+		data["CSRF"] = sess.CSRF
+	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Render("pages/"+name, data, "layouts/base")
 }

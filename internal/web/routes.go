@@ -10,37 +10,50 @@ import (
 	"github.com/customstream/customstream/static"
 )
 
-// routes lists every route of the server.
+// routes lists every route of the server. Each one names its access in its
+// handler chain: public routes only read; h.requireAdmin needs a portal
+// session and, for anything that changes state, h.checkCSRF the session's
+// token; the API group needs a bearer token.
 func (h *handler) routes(app *fiber.App) {
 	app.Use(recover.New())
 	app.Use(securityHeaders)
 
-	// Stream and files: public and read-only. GET routes answer HEAD too.
+	// Public, read-only: the stream, its files, the keyring, health.
+	// GET routes answer HEAD too.
 	app.Get("/streams/v1/:doc", h.serveStreamDoc)
 	app.Get("/uploads/*", h.serveItem)
 	app.Get("/mirror/*", h.serveItem)
 	app.Get("/keyring.gpg", h.serveKeyring)
 	app.Get("/keyring.asc", h.serveKeyring)
-
-	// Portal.
-	app.Get("/", h.showHome)
-	app.Get("/images", h.showImagesPage)
-	app.Get("/images/rows", h.showImageRows)
-	app.Get("/images/new", h.showUploadPage)
-	app.Post("/images/upload", h.sameOrigin, h.uploadFromPortal)
-	app.Post("/images/:id/delete", h.sameOrigin, h.deleteFromPortal)
-	app.Get("/upstream", h.showUpstreamPage)
-	app.Get("/upstream/browse", h.showUpstreamBrowse)
-	app.Get("/upstream/products", h.showUpstreamRows)
-	app.Post("/upstream/plan", h.sameOrigin, h.showMirrorPlan)
-	app.Post("/upstream/mirror", h.sameOrigin, h.mirrorFromPortal)
-	app.Post("/upstream/sync-rules", h.sameOrigin, h.createSyncRule)
-	app.Post("/upstream/sync-rules/:id/delete", h.sameOrigin, h.deleteSyncRule)
-	app.Post("/upstream/sync", h.sameOrigin, h.syncNow)
-	app.Get("/setup", h.showSetupPage)
+	app.Get("/healthz", h.healthz)
 	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static.FS), MaxAge: 3600}))
 
-	// JSON API: bearer token.
+	// Logging in.
+	app.Get("/login", h.showLogin)
+	app.Post("/login", h.login)
+	app.Post("/logout", h.requireAdmin, h.checkCSRF, h.logout)
+
+	// Portal: an admin session.
+	app.Get("/", h.requireAdmin, h.showHome)
+	app.Get("/images", h.requireAdmin, h.showImagesPage)
+	app.Get("/images/rows", h.requireAdmin, h.showImageRows)
+	app.Get("/images/new", h.requireAdmin, h.showUploadPage)
+	app.Post("/images/upload", h.requireAdmin, h.checkCSRF, h.uploadFromPortal)
+	app.Post("/images/:id/delete", h.requireAdmin, h.checkCSRF, h.deleteFromPortal)
+	app.Get("/upstream", h.requireAdmin, h.showUpstreamPage)
+	app.Get("/upstream/browse", h.requireAdmin, h.showUpstreamBrowse)
+	app.Get("/upstream/products", h.requireAdmin, h.showUpstreamRows)
+	app.Post("/upstream/plan", h.requireAdmin, h.checkCSRF, h.showMirrorPlan)
+	app.Post("/upstream/mirror", h.requireAdmin, h.checkCSRF, h.mirrorFromPortal)
+	app.Post("/upstream/sync-rules", h.requireAdmin, h.checkCSRF, h.createSyncRule)
+	app.Post("/upstream/sync-rules/:id/delete", h.requireAdmin, h.checkCSRF, h.deleteSyncRule)
+	app.Post("/upstream/sync", h.requireAdmin, h.checkCSRF, h.syncNow)
+	app.Get("/setup", h.requireAdmin, h.showSetupPage)
+	app.Get("/tokens", h.requireAdmin, h.showTokensPage)
+	app.Post("/tokens", h.requireAdmin, h.checkCSRF, h.createToken)
+	app.Post("/tokens/:id/delete", h.requireAdmin, h.checkCSRF, h.deleteToken)
+
+	// JSON API: a bearer token.
 	api := app.Group("/api", h.requireToken)
 	api.Post("/upstream/fetch", h.fetchUpstreamAPI)
 	api.Post("/images/mirror", h.mirrorAPI)
@@ -49,7 +62,4 @@ func (h *handler) routes(app *fiber.App) {
 	api.Delete("/images/:id", h.deleteImageAPI)
 	api.Get("/jobs", h.listJobsAPI)
 	api.Get("/jobs/:id", h.getJobAPI)
-
-	// Operations.
-	app.Get("/healthz", h.healthz)
 }

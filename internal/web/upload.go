@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net"
 	"os"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -65,12 +67,38 @@ func (r *receivedUpload) remove() {
 }
 
 // requestBody is the request body as a stream: fasthttp streams large bodies
-// (StreamRequestBody) and has small ones in memory already.
-func requestBody(c *fiber.Ctx) io.Reader {
+// (StreamRequestBody) and has small ones in memory already. A streamed body
+// may stall at most BodyIdleTimeout between reads: an upload of many
+// gigabytes takes as long as it needs, but a client that stops sending
+// cannot hold a connection and a staging file for ever.
+func (h *handler) requestBody(c *fiber.Ctx) io.Reader {
 	if body := c.Context().RequestBodyStream(); body != nil {
+		if conn := c.Context().Conn(); conn != nil {
+			return &idleReader{r: body, conn: conn, idle: h.BodyIdleTimeout}
+		}
 		return body
 	}
 	return bytes.NewReader(c.Body())
+}
+
+// idleReader moves the connection's read deadline forward as data comes in,
+// replacing the header deadline fasthttp set (ReadTimeout).
+type idleReader struct {
+	r     io.Reader
+	conn  net.Conn
+	idle  time.Duration
+	moved time.Time
+}
+
+func (d *idleReader) Read(p []byte) (int, error) {
+	// Moving the deadline costs a timer update: at most once a second.
+	if now := time.Now(); now.Sub(d.moved) > time.Second {
+		if err := d.conn.SetReadDeadline(now.Add(d.idle)); err != nil {
+			return 0, err
+		}
+		d.moved = now
+	}
+	return d.r.Read(p)
 }
 
 // receive reads a multipart upload from the request body stream, writing each
@@ -80,7 +108,7 @@ func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
 	if err != nil || mediaType != fiber.MIMEMultipartForm || params["boundary"] == "" {
 		return nil, badUpload("send the image as multipart/form-data (curl -F field=value -F rootfs=@FILE)")
 	}
-	body := requestBody(c)
+	body := h.requestBody(c)
 	r := &receivedUpload{form: map[string]string{}}
 	if uerr := h.readParts(multipart.NewReader(body, params["boundary"]), r); uerr != nil {
 		r.remove()

@@ -22,8 +22,8 @@ import (
 const maxJSONBody = 1 << 20
 
 // readJSON decodes a capped JSON body; the body may be streamed.
-func readJSON(c *fiber.Ctx, v any) error {
-	data, err := io.ReadAll(io.LimitReader(requestBody(c), maxJSONBody+1))
+func (h *handler) readJSON(c *fiber.Ctx, v any) error {
+	data, err := io.ReadAll(io.LimitReader(h.requestBody(c), maxJSONBody+1))
 	if err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, "the request body could not be read")
 	}
@@ -90,7 +90,7 @@ func (h *handler) fetchUpstreamAPI(c *fiber.Ctx) error {
 		Q       string   `json:"q"`
 		Refresh bool     `json:"refresh"`
 	}
-	if err := readJSON(c, &req); err != nil {
+	if err := h.readJSON(c, &req); err != nil {
 		return err
 	}
 	filters, err := simplestreams.ParseFilters(req.Filters...)
@@ -180,7 +180,7 @@ func (h *handler) mirrorAPI(c *fiber.Ctx) error {
 		ProductIDs  []string `json:"product_ids"`
 		Bootloaders *bool    `json:"bootloaders"`
 	}
-	if err := readJSON(c, &req); err != nil {
+	if err := h.readJSON(c, &req); err != nil {
 		return err
 	}
 	l, err := h.loadCatalog(c, req.URL, false)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/customstream/customstream/internal/auth"
 	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/check"
 	"github.com/customstream/customstream/internal/config"
@@ -32,16 +33,24 @@ import (
 	"github.com/customstream/customstream/jobs"
 )
 
-const testToken = "test-token-0123456789"
+const (
+	testToken    = "test-token-0123456789"
+	testPassword = "correct horse battery"
+)
 
 type testEnv struct {
 	*testenv.Env
 	app     *fiber.App
 	hash    *jobs.HashHandler
 	results *jobs.ResultHandler
+	// cookie and csrf are an admin session's, which do sends with every
+	// request that has no Cookie header of its own.
+	cookie, csrf string
 }
 
-func newTestEnv(t *testing.T, maxUpload int64) *testEnv {
+// newTestEnv returns a server on a fresh data directory; opts change its
+// dependencies before it is built.
+func newTestEnv(t *testing.T, maxUpload int64, opts ...func(*Deps)) *testEnv {
 	t.Helper()
 	e := testenv.New(t)
 	cfg, err := config.Load(func(string) string { return "" })
@@ -52,12 +61,21 @@ func newTestEnv(t *testing.T, maxUpload int64) *testEnv {
 	signer, err := signing.Open(e.Dir, e.Log)
 	require.NoError(t, err)
 	e.Publisher.SignWith(signer.Sign, signer.Keyring())
-	app := New(Deps{Config: cfg, Store: e.Store, Blobs: e.Blobs, Images: e.Images, Catalog: catalogs, Publisher: e.Publisher,
+	admin, err := auth.LoadAdmin(e.Dir, testPassword, e.Log)
+	require.NoError(t, err)
+	deps := Deps{Config: cfg, Store: e.Store, Blobs: e.Blobs, Images: e.Images, Catalog: catalogs, Publisher: e.Publisher,
 		Queue: e.Queue, Progress: e.Progress, Signer: signer, Redis: func(ctx context.Context) error { return e.Redis.Ping(ctx).Err() },
-		APIToken: testToken, Version: "test", Log: e.Log})
+		Admin: admin, APIToken: testToken, Version: "test", Log: e.Log}
+	for _, o := range opts {
+		o(&deps)
+	}
+	app := New(deps)
+	id, sess, err := (&auth.Sessions{Store: e.Store, Admin: admin}).Open(auth.AdminUser, "192.0.2.1")
+	require.NoError(t, err)
 	return &testEnv{Env: e, app: app,
 		hash:    &jobs.HashHandler{Blobs: e.Blobs, Progress: e.Progress, Results: e.Queue, Log: e.Log},
-		results: &jobs.ResultHandler{Images: e.Images}}
+		results: &jobs.ResultHandler{Images: e.Images},
+		cookie:  sessionCookie + "=" + id, csrf: sess.CSRF}
 }
 
 type part struct{ name, value string }
@@ -88,9 +106,23 @@ func bootFileParts() []part {
 	return []part{{"kernel", "kernel-bytes"}, {"initrd", "initrd-bytes"}, {"rootfs", "squashfs-bytes"}}
 }
 
+// do sends req as the logged-in admin (unless it carries its own Cookie
+// header) and returns the answer and its body.
 func (e *testEnv) do(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	resp, err := e.app.Test(req, -1)
+	if req.Header.Get("Cookie") == "" {
+		req.Header.Set("Cookie", e.cookie)
+		if req.Header.Get(csrfHeader) == "" {
+			req.Header.Set(csrfHeader, e.csrf)
+		}
+	}
+	return doRaw(t, e.app, req)
+}
+
+// doRaw sends req exactly as it is.
+func doRaw(t *testing.T, app *fiber.App, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := app.Test(req, -1)
 	require.NoError(t, err)
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
