@@ -181,3 +181,20 @@ func TestLimiter(t *testing.T) {
 	}
 	assert.LessOrEqual(t, len(l.failures), maxTracked)
 }
+
+// FuzzCheckPassword: a damaged or hostile hash file never panics the
+// server or logs anyone in with a wrong password.
+func FuzzCheckPassword(f *testing.F) {
+	f.Add("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g", "password")
+	f.Add("$argon2id$v=19$m=8,t=1,p=1$$", "")
+	f.Add("$argon2id$v=19$m=8,t=1,p=255$AA$AA", "x")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, encoded, password string) {
+		if CheckPassword(encoded, password) {
+			// Only a real hash of this very password may match.
+			if !strings.HasPrefix(encoded, "$argon2id$") {
+				t.Fatalf("%q matched without being an argon2id hash", encoded)
+			}
+		}
+	})
+}

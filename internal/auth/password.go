@@ -63,7 +63,7 @@ func CheckPassword(encoded, password string) bool {
 		return false
 	}
 	// A hash file edited to ask for absurd work must not stall the server.
-	if memory == 0 || memory > 1<<20 || passes == 0 || passes > 16 || threads == 0 {
+	if memory == 0 || memory > 64*1024 || passes == 0 || passes > 8 || threads == 0 {
 		return false
 	}
 	salt, err := base64.RawStdEncoding.DecodeString(parts[4])

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -90,11 +91,18 @@ func (h *handler) secureCookies(c *fiber.Ctx) bool {
 }
 
 // nextPage returns where to go after login: a local path, never another
-// site ("//host" or "/\host" would leave).
+// site. Browsers read "//host" and "/\host" as other hosts, and drop tabs
+// and newlines first ("/\t/host"), so any of those falls back.
 func nextPage(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
-		strings.HasPrefix(next, "/login") {
-		return "/images"
+	const fallback = "/images"
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/login") {
+		return fallback
+	}
+	if strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return fallback
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
+		return fallback
 	}
 	return next
 }
