@@ -258,6 +258,7 @@ func TestMirrorDedupResumeAndMismatch(t *testing.T) {
 		squashfs := latestVersionOf(t, big, product).Items["squashfs"]
 		require.EqualValues(t, 8<<20, squashfs.Size)
 
+		checker := startStreamChecker(t, base)
 		answer := mirrorUpstream(t, client, base, map[string]any{"url": bigRoot, "product_ids": []string{product}})
 		require.Len(t, answer.Jobs, 1, "one job: the upstream has no bootloaders")
 		jobID := answer.Jobs[0].ID
@@ -293,6 +294,7 @@ func TestMirrorDedupResumeAndMismatch(t *testing.T) {
 			"after the crash the squashfs is asked for once, from the %d bytes already staged", have)
 
 		waitVersions(t, client, base, []string{product}, []string{latestName(t, big, product)})
+		checker.finish(t)
 		ours := streamProducts(t, client, base)
 		checkPublishedLikeUpstream(t, big, bigRoot, ours, []string{product})
 		verifyStream(t, client, base, big, bigRoot)

@@ -66,9 +66,10 @@ func freeAddr(t *testing.T) string {
 // proc is one child process; its output goes to a log file that is printed
 // when the test fails.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed once the process has exited
 }
 
 // startProc starts name (for logs) as bin args with exactly env, and stops
@@ -82,7 +83,7 @@ func startProc(t *testing.T, name string, env []string, bin string, args ...stri
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start(), "start %s", name)
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
