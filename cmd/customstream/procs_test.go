@@ -197,7 +197,8 @@ type server struct {
 	addr    string
 	dataDir string
 	token   string
-	redis   string // REDIS_URL; empty embeds Redis (all only)
+	redis   string   // REDIS_URL; empty embeds Redis (all only)
+	extra   []string // more environment, after the usual (later entries win)
 	proc    *proc
 }
 
@@ -205,7 +206,7 @@ type server struct {
 func (s *server) Base() string { return "http://" + s.addr }
 
 func (s *server) env() []string {
-	return []string{
+	return append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"CUSTOMSTREAM_ADDR=" + s.addr,
 		"CUSTOMSTREAM_DATA_DIR=" + s.dataDir,
@@ -213,14 +214,15 @@ func (s *server) env() []string {
 		"CUSTOMSTREAM_API_TOKEN=" + s.token,
 		"CUSTOMSTREAM_MAX_UPLOAD=1GiB",
 		"CUSTOMSTREAM_LOG_LEVEL=debug",
-	}
+	}, s.extra...)
 }
 
-// startServer starts `customstream cmd` on a fresh loopback address; web
-// processes are waited for until /healthz answers 200.
-func startServer(t *testing.T, cmd, dataDir, token, redisURL string) *server {
+// startServer starts `customstream cmd` on a fresh loopback address with
+// the usual settings plus extra environment; web processes are waited for
+// until /healthz answers 200.
+func startServer(t *testing.T, cmd, dataDir, token, redisURL string, extra ...string) *server {
 	t.Helper()
-	s := &server{cmd: cmd, addr: freeAddr(t), dataDir: dataDir, token: token, redis: redisURL}
+	s := &server{cmd: cmd, addr: freeAddr(t), dataDir: dataDir, token: token, redis: redisURL, extra: extra}
 	s.start(t)
 	return s
 }
