@@ -329,6 +329,234 @@ func TestFaultDiskFull(t *testing.T) {
 	})
 }
 
+// Load test settings: clients and how long they fetch.
+const (
+	loadClients  = 200
+	loadDuration = 10 * time.Second
+)
+
+// TestFaultLoad runs loadClients clients on loopback fetching the stream
+// documents and item files (whole and ranges) while an upload and a mirror
+// run: every answer must be right (no 5xx, no error, full lengths) and the
+// server must log nothing at error level. Throughput and latency are
+// measured and printed, never asserted: the machine is shared. Not
+// parallel, so the other tests do not share its CPUs.
+func TestFaultLoad(t *testing.T) {
+	integration(t)
+	client := newClient(t)
+	key, keyringPath := newUpstreamKey(t)
+	tree, up, product := focalUpstream(t, key, 1<<20, 19)
+	root := up.URL + "/"
+	srv := startServer(t, "all", t.TempDir(), testToken, "", "CUSTOMSTREAM_UPSTREAM_KEYRING="+keyringPath)
+	base := srv.Base()
+
+	// Something to fetch: a mirrored product and an uploaded image.
+	waitMirrorJobs(t, client, base, mirrorUpstream(t, client, base, map[string]any{"url": root, "product_ids": []string{product}}))
+	img := bootImage(1000, 4<<20)
+	img.upload(t, client, base, testToken)
+	require.Equal(t, "succeeded", waitJob(t, client, base, testToken, img.jobID, jobTimeout).State)
+	waitPublished(t, client, base, product, img.productID)
+	targets := loadTargets(t, client, base)
+
+	// The work that runs under the load: a new upstream version mirrored at
+	// 4 MiB/s, and a 256 MiB upload.
+	require.NoError(t, tree.AddVersion("20250901"))
+	fetchUpstream(t, client, base, map[string]any{"url": root, "refresh": true})
+	up.Throttle(4 << 20)
+	checker := startStreamChecker(t, base)
+	start := time.Now()
+	mirror := mirrorUpstream(t, client, base, map[string]any{"url": root, "product_ids": []string{product}, "bootloaders": false})
+	type uploadResult struct {
+		status int
+		body   string
+		took   time.Duration
+		err    error
+	}
+	uploaded := make(chan uploadResult, 1)
+	go func() {
+		big := bootImage(1100, 4096)
+		form := big.form()
+		form[len(form)-1] = formField{name: "rootfs", file: io.LimitReader(&patternReader{}, 256<<20)}
+		resp, err := postUpload(&http.Client{}, base, testToken, form)
+		if err != nil {
+			uploaded <- uploadResult{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		uploaded <- uploadResult{status: resp.StatusCode, body: string(body), took: time.Since(start)}
+	}()
+
+	stats := runLoad(targets, base, loadClients, loadDuration)
+	up.Throttle(0)
+	up1 := <-uploaded
+	require.NoError(t, up1.err, "the upload under load")
+	require.Equal(t, http.StatusAccepted, up1.status, "the upload under load: %s", up1.body)
+	var answer struct {
+		Job struct {
+			ID string `json:"id"`
+		} `json:"job"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(up1.body), &answer))
+	require.Equal(t, "succeeded", waitJob(t, client, base, testToken, answer.Job.ID, jobTimeout).State)
+	waitMirrorJobs(t, client, base, mirror)
+	mirrorTook := time.Since(start)
+	checker.finish(t)
+	validateStream(t, base)
+
+	assert.Empty(t, stats.wrong, "wrong answers under load (first ones)")
+	logData, err := os.ReadFile(srv.proc.logPath)
+	require.NoError(t, err)
+	var errorLines []string
+	for _, line := range strings.Split(string(logData), "\n") {
+		if strings.Contains(line, "level=ERROR") {
+			errorLines = append(errorLines, line)
+		}
+	}
+	assert.Empty(t, errorLines, "error-level lines in the server log")
+
+	note := fmt.Sprintf("load: %d clients for %s on loopback, while a 256 MiB upload (answered after %s) and a mirror at 4 MiB/s (done after %s) ran: %s",
+		loadClients, loadDuration, up1.took.Round(time.Millisecond), mirrorTook.Round(time.Millisecond), stats)
+	t.Log(note)
+	fmt.Println("FAULT-NOTE " + note)
+}
+
+// loadTarget is one URL of the load with what a right answer is.
+type loadTarget struct {
+	kind string // "doc", "item" or "range"
+	rel  string
+	size int64 // item size; 0 for documents
+}
+
+// loadTargets lists both indexes, every product file (json and sjson) and
+// every item, whole and as a range.
+func loadTargets(t *testing.T, client *http.Client, base string) []loadTarget {
+	t.Helper()
+	targets := []loadTarget{{kind: "doc", rel: publish.IndexPath}, {kind: "doc", rel: publish.SignedIndexPath}}
+	var index simplestreams.Index
+	require.NoError(t, json.Unmarshal(download(t, client, base+"/"+publish.IndexPath), &index))
+	for _, e := range index.Index {
+		targets = append(targets, loadTarget{kind: "doc", rel: e.Path}, loadTarget{kind: "doc", rel: strings.TrimSuffix(e.Path, ".json") + ".sjson"})
+	}
+	seen := map[string]bool{}
+	for _, p := range streamProducts(t, client, base) {
+		for _, v := range p.Versions {
+			for _, it := range v.Items {
+				if !seen[it.Path] {
+					seen[it.Path] = true
+					targets = append(targets, loadTarget{kind: "item", rel: it.Path, size: it.Size}, loadTarget{kind: "range", rel: it.Path, size: it.Size})
+				}
+			}
+		}
+	}
+	return targets
+}
+
+// loadStats is what runLoad measured.
+type loadStats struct {
+	took     time.Duration
+	requests int
+	bytes    int64
+	latency  map[string][]time.Duration // by kind, and "all"; sorted
+	wrong    []string                   // the first wrong answers
+}
+
+func (s loadStats) String() string {
+	mb := float64(s.bytes) / 1e6 / s.took.Seconds()
+	out := fmt.Sprintf("%d requests, %.0f req/s, %.1f MB/s; latency p50 %s p99 %s", s.requests,
+		float64(s.requests)/s.took.Seconds(), mb, percentile(s.latency["all"], 50), percentile(s.latency["all"], 99))
+	for _, kind := range []string{"doc", "item", "range"} {
+		out += fmt.Sprintf("; %s p50 %s p99 %s (%d)", kind, percentile(s.latency[kind], 50), percentile(s.latency[kind], 99), len(s.latency[kind]))
+	}
+	return out
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[(len(sorted)-1)*p/100].Round(10 * time.Microsecond)
+}
+
+// runLoad has clients goroutines, each with its own connection, fetch the
+// targets round-robin for d, and checks every answer.
+func runLoad(targets []loadTarget, base string, clients int, d time.Duration) loadStats {
+	type result struct {
+		latency map[string][]time.Duration
+		bytes   int64
+		wrong   []string
+	}
+	results := make(chan result, clients)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for c := range clients {
+		go func() {
+			client := &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 30 * time.Second}
+			defer client.CloseIdleConnections()
+			r := result{latency: map[string][]time.Duration{}}
+			for n := c; time.Now().Before(deadline); n++ {
+				tg := targets[n%len(targets)]
+				began := time.Now()
+				got, err := fetchTarget(client, base, tg, n)
+				r.latency[tg.kind] = append(r.latency[tg.kind], time.Since(began))
+				r.bytes += got
+				if err != nil && len(r.wrong) < 5 {
+					r.wrong = append(r.wrong, err.Error())
+				}
+			}
+			results <- r
+		}()
+	}
+	stats := loadStats{latency: map[string][]time.Duration{}}
+	for range clients {
+		r := <-results
+		for kind, ls := range r.latency {
+			stats.latency[kind] = append(stats.latency[kind], ls...)
+			stats.latency["all"] = append(stats.latency["all"], ls...)
+			stats.requests += len(ls)
+		}
+		stats.bytes += r.bytes
+		if len(stats.wrong) < 10 {
+			stats.wrong = append(stats.wrong, r.wrong...)
+		}
+	}
+	stats.took = time.Since(start)
+	for _, ls := range stats.latency {
+		slices.Sort(ls)
+	}
+	return stats
+}
+
+// fetchTarget GETs one target (a range of 64 KiB somewhere in the item for
+// "range") and returns the bytes received, or what is wrong with the answer.
+func fetchTarget(client *http.Client, base string, tg loadTarget, n int) (int64, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/"+tg.rel, nil)
+	if err != nil {
+		return 0, err
+	}
+	want, status := tg.size, http.StatusOK
+	if tg.kind == "range" {
+		from := int64(n*7919) % tg.size
+		want, status = min(64<<10, tg.size-from), http.StatusPartialContent
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, from+want-1))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", tg.rel, err)
+	}
+	defer resp.Body.Close()
+	got, err := io.Copy(io.Discard, resp.Body)
+	switch {
+	case err != nil:
+		return got, fmt.Errorf("GET %s: %w", tg.rel, err)
+	case resp.StatusCode != status:
+		return got, fmt.Errorf("GET %s (%s): status %d", tg.rel, req.Header.Get("Range"), resp.StatusCode)
+	case tg.kind != "doc" && got != want:
+		return got, fmt.Errorf("GET %s (%s): %d bytes, want %d", tg.rel, req.Header.Get("Range"), got, want)
+	}
+	return got, nil
+}
+
 // servedVersions reads the versions the server publishes through index.json
 // and, with a keyring, through index.sjson, which must agree.
 func servedVersions(t *testing.T, client *http.Client, base string, keyring openpgp.EntityList) []string {
