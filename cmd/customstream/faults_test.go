@@ -109,7 +109,7 @@ func TestFaultKillDuringPublish(t *testing.T) {
 		}},
 	}
 
-	beforeIndexChanged := 0
+	beforeIndexChanged, invalidOnDisk := 0, 0
 	for n := 1; n <= 6; n++ {
 		change := changes[(n-1)%len(changes)]
 		t.Logf("kill %d: %s, at the temporary file number %d of its publish", n, change.name, n)
@@ -143,8 +143,14 @@ func TestFaultKillDuringPublish(t *testing.T) {
 		}
 		report, err := simplestreams.Validate(simplestreams.DirSource(filepath.Join(dataDir, "publish")), publish.IndexPath)
 		require.NoError(t, err)
+		// Logged, not asserted: product files are renamed before the index,
+		// so a kill between them leaves an index whose product lists lag
+		// (the versions still agree); the restart publishes again.
 		for _, p := range report.Errors() {
 			t.Logf("kill %d: the tree on disk, before the restart: %s", n, p)
+		}
+		if !report.OK() {
+			invalidOnDisk++
 		}
 		t.Logf("kill %d landed at %s; index.json changed before it: %v", n, tmpName, indexChanged)
 
@@ -159,7 +165,8 @@ func TestFaultKillDuringPublish(t *testing.T) {
 	}
 	checker.finish(t)
 	t.Logf("%d of 6 kills landed before index.json changed", beforeIndexChanged)
-	fmt.Printf("FAULT-NOTE publish kills: %d of 6 landed before index.json changed\n", beforeIndexChanged)
+	fmt.Printf("FAULT-NOTE publish kills: %d of 6 landed before index.json changed; after %d the tree on disk did not validate until the restart\n",
+		beforeIndexChanged, invalidOnDisk)
 }
 
 // TestFaultKillAllWithJobsQueued kills `customstream all` (embedded Redis:
