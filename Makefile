@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/customstream
 
-.PHONY: build run test test-unit lint bench clean test-tools
+.PHONY: build run test test-unit test-faults lint bench clean test-tools
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customstream
@@ -19,6 +19,13 @@ run: build
 test: test-tools
 	$(GO) test -race -count=1 ./...
 
+# Fault tests (build tag faults): processes killed mid-publish and with
+# jobs queued, a nearly full data directory (a tmpfs: needs root), and load
+# while an upload and a mirror run. Without -race: the load test measures the
+# server, not a race-instrumented client; -v prints its figures.
+test-faults: test-tools
+	$(GO) test -tags faults -count=1 -v -run '^TestFault' ./cmd/customstream/
+
 # Unit tests only: no processes, no redis-server.
 test-unit:
 	$(GO) test -short -count=1 ./...
@@ -29,6 +36,7 @@ test-tools:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./cmd/customstream/
 
 # Go benchmarks, then a 4 GiB upload through the real server (peak RSS, throughput).
 bench:

@@ -75,6 +75,7 @@ func TestKillDuringUploadLeavesStreamUnchanged(t *testing.T) {
 	require.Equal(t, "succeeded", job.State, "job error: %s", job.Error)
 	waitPublished(t, client, base, first.productID)
 	before := streamDocs(t, client, base)
+	checker := startStreamChecker(t, base)
 
 	// A second image whose rootfs stops after 8 MiB, as a slow client would.
 	stall := make(chan struct{})
@@ -127,6 +128,7 @@ func TestKillDuringUploadLeavesStreamUnchanged(t *testing.T) {
 	}
 
 	srv.start(t) // same address, same data directory, a new embedded Redis
+	checker.finish(t)
 	after := streamDocs(t, client, base)
 	require.Equal(t, sortedKeys(before), sortedKeys(after), "the stream documents changed")
 	for path, data := range before {
@@ -160,6 +162,7 @@ func TestRedisLostJobsAreRequeued(t *testing.T) {
 	dataDir := t.TempDir()
 	web := startServer(t, "web", dataDir, testToken, redis.URL())
 	base := web.Base()
+	checker := startStreamChecker(t, base)
 
 	img := singleImage(30, 256<<10)
 	img.upload(t, client, base, testToken)
@@ -174,6 +177,7 @@ func TestRedisLostJobsAreRequeued(t *testing.T) {
 	job = waitJob(t, client, base, testToken, img.jobID, jobTimeout)
 	require.Equal(t, "succeeded", job.State, "job error: %s", job.Error)
 	waitPublished(t, client, base, img.productID)
+	checker.finish(t)
 	list := listImages(t, client, base, testToken)
 	require.Len(t, list, 1)
 	assert.Equal(t, "ready", list[0].Status, "error: %s", list[0].Error)

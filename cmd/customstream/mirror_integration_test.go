@@ -245,19 +245,13 @@ func TestMirrorDedupResumeAndMismatch(t *testing.T) {
 	t.Run("resume", func(t *testing.T) {
 		// A separate upstream with big files, throttled, so the worker can
 		// be killed in the middle of the squashfs.
-		big, err := upstreamtest.Generate(t.TempDir(), upstreamtest.Options{
-			Releases: []upstreamtest.Release{{Name: "focal", Version: "20.04", Codename: "Focal Fossa"}},
-			Arches:   []string{"amd64"}, Versions: []string{"20250801"}, ItemSize: 8 << 20, Seed: 11,
-		})
-		require.NoError(t, err)
-		signTree(t, big, key)
-		bigUp := upstreamtest.NewServer(t, big.Dir)
+		big, bigUp, product := focalUpstream(t, key, 8<<20, 11)
 		bigRoot := bigUp.URL + "/"
 		bigUp.Throttle(2 << 20)
-		product := findTreeProduct(t, big, map[string]string{"os": "ubuntu", "release": "focal", "arch": "amd64", "subarch": "ga-20.04"})
 		squashfs := latestVersionOf(t, big, product).Items["squashfs"]
 		require.EqualValues(t, 8<<20, squashfs.Size)
 
+		checker := startStreamChecker(t, base)
 		answer := mirrorUpstream(t, client, base, map[string]any{"url": bigRoot, "product_ids": []string{product}})
 		require.Len(t, answer.Jobs, 1, "one job: the upstream has no bootloaders")
 		jobID := answer.Jobs[0].ID
@@ -293,6 +287,7 @@ func TestMirrorDedupResumeAndMismatch(t *testing.T) {
 			"after the crash the squashfs is asked for once, from the %d bytes already staged", have)
 
 		waitVersions(t, client, base, []string{product}, []string{latestName(t, big, product)})
+		checker.finish(t)
 		ours := streamProducts(t, client, base)
 		checkPublishedLikeUpstream(t, big, bigRoot, ours, []string{product})
 		verifyStream(t, client, base, big, bigRoot)
@@ -373,6 +368,22 @@ func TestMirrorDedupResumeAndMismatch(t *testing.T) {
 	})
 }
 
+// focalUpstream serves a signed upstream of one release (focal amd64, one
+// version) whose big items are itemSize bytes, and returns it with the id of
+// its ga-20.04 boot product.
+func focalUpstream(t *testing.T, key *openpgp.Entity, itemSize int, seed int64) (*upstreamtest.Tree, *upstreamtest.Server, string) {
+	t.Helper()
+	tree, err := upstreamtest.Generate(t.TempDir(), upstreamtest.Options{
+		Releases: []upstreamtest.Release{{Name: "focal", Version: "20.04", Codename: "Focal Fossa"}},
+		Arches:   []string{"amd64"}, Versions: []string{"20250801"}, ItemSize: itemSize, Seed: seed,
+	})
+	require.NoError(t, err)
+	signTree(t, tree, key)
+	up := upstreamtest.NewServer(t, tree.Dir)
+	product := findTreeProduct(t, tree, map[string]string{"os": "ubuntu", "release": "focal", "arch": "amd64", "subarch": "ga-20.04"})
+	return tree, up, product
+}
+
 // newUpstreamKey makes an EdDSA signing key (fast to generate) and writes
 // its public part, armored, to a keyring file for CUSTOMSTREAM_UPSTREAM_KEYRING.
 func newUpstreamKey(t *testing.T) (*openpgp.Entity, string) {
@@ -399,17 +410,11 @@ func fingerprintOf(key *openpgp.Entity) string {
 	return strings.ToUpper(hex.EncodeToString(key.PrimaryKey.Fingerprint))
 }
 
-// startMirrorServer starts `customstream cmd` with the usual settings plus
-// extra environment (later entries win), on a fresh loopback address.
+// startMirrorServer starts `customstream cmd` with the test token and extra
+// environment (later entries win), on a fresh loopback address.
 func startMirrorServer(t *testing.T, cmd, dataDir, redisURL string, extra ...string) *server {
 	t.Helper()
-	require.NotEmpty(t, binary, "the binary was not built")
-	s := &server{cmd: cmd, addr: freeAddr(t), dataDir: dataDir, token: testToken, redis: redisURL}
-	s.proc = startProc(t, "customstream-"+cmd, append(s.env(), extra...), binary, cmd)
-	if cmd != "worker" {
-		waitHealthy(t, s)
-	}
-	return s
+	return startServer(t, cmd, dataDir, testToken, redisURL, extra...)
 }
 
 // API answers, as a client reads them.
@@ -817,10 +822,17 @@ func expireLease(t *testing.T, addr, taskID string) {
 	require.EqualValues(t, 1, changed, "task %s holds no lease in %s: has asynq's layout changed?", taskID, key)
 }
 
-// waitJobFastForward waits, for at most within, until the job is finished,
-// running each scheduled retry at once instead of after asynq's backoff; it
-// returns the job and the error of every attempt that went to retry.
+// waitJobFastForward waits, for at most within, until the mirror job is
+// finished, running each scheduled retry at once instead of after asynq's
+// backoff; it returns the job and the error of every attempt that went to retry.
 func waitJobFastForward(t *testing.T, client *http.Client, base string, insp *asynq.Inspector, id string, within time.Duration) (apiJob, []string) {
+	t.Helper()
+	return waitJobRunningRetries(t, client, base, insp, id, jobs.QueueMirror, id, within)
+}
+
+// waitJobRunningRetries is waitJobFastForward for the job id, whose
+// scheduled retries are those of the task taskID in queue.
+func waitJobRunningRetries(t *testing.T, client *http.Client, base string, insp *asynq.Inspector, id, queue, taskID string, within time.Duration) (apiJob, []string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var errs []string
@@ -831,8 +843,8 @@ func waitJobFastForward(t *testing.T, client *http.Client, base string, insp *as
 		case "succeeded", "failed", "canceled":
 			return job, errs
 		}
-		if info, err := insp.GetTaskInfo(jobs.QueueMirror, id); err == nil && info.State == asynq.TaskStateRetry {
-			if err := insp.RunTask(jobs.QueueMirror, id); err == nil {
+		if info, err := insp.GetTaskInfo(queue, taskID); err == nil && info.State == asynq.TaskStateRetry {
+			if err := insp.RunTask(queue, taskID); err == nil {
 				errs = append(errs, info.LastErr)
 			}
 		}

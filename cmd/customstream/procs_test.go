@@ -66,9 +66,10 @@ func freeAddr(t *testing.T) string {
 // proc is one child process; its output goes to a log file that is printed
 // when the test fails.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed once the process has exited
 }
 
 // startProc starts name (for logs) as bin args with exactly env, and stops
@@ -82,7 +83,7 @@ func startProc(t *testing.T, name string, env []string, bin string, args ...stri
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start(), "start %s", name)
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -196,7 +197,8 @@ type server struct {
 	addr    string
 	dataDir string
 	token   string
-	redis   string // REDIS_URL; empty embeds Redis (all only)
+	redis   string   // REDIS_URL; empty embeds Redis (all only)
+	extra   []string // more environment, after the usual (later entries win)
 	proc    *proc
 }
 
@@ -204,7 +206,7 @@ type server struct {
 func (s *server) Base() string { return "http://" + s.addr }
 
 func (s *server) env() []string {
-	return []string{
+	return append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"CUSTOMSTREAM_ADDR=" + s.addr,
 		"CUSTOMSTREAM_DATA_DIR=" + s.dataDir,
@@ -212,14 +214,15 @@ func (s *server) env() []string {
 		"CUSTOMSTREAM_API_TOKEN=" + s.token,
 		"CUSTOMSTREAM_MAX_UPLOAD=1GiB",
 		"CUSTOMSTREAM_LOG_LEVEL=debug",
-	}
+	}, s.extra...)
 }
 
-// startServer starts `customstream cmd` on a fresh loopback address; web
-// processes are waited for until /healthz answers 200.
-func startServer(t *testing.T, cmd, dataDir, token, redisURL string) *server {
+// startServer starts `customstream cmd` on a fresh loopback address with
+// the usual settings plus extra environment; web processes are waited for
+// until /healthz answers 200.
+func startServer(t *testing.T, cmd, dataDir, token, redisURL string, extra ...string) *server {
 	t.Helper()
-	s := &server{cmd: cmd, addr: freeAddr(t), dataDir: dataDir, token: token, redis: redisURL}
+	s := &server{cmd: cmd, addr: freeAddr(t), dataDir: dataDir, token: token, redis: redisURL, extra: extra}
 	s.start(t)
 	return s
 }

@@ -91,6 +91,7 @@ func (d *Downloader) Fetch(ctx context.Context, items []Item, progress Progress)
 		return st, err
 	}
 	if err := checkSpace(dir, todo); err != nil {
+		d.dropParts(dir, todo)
 		return st, err
 	}
 	counter := &counter{total: total, report: progress}
@@ -130,7 +131,30 @@ func (d *Downloader) Fetch(ctx context.Context, items []Item, progress Progress)
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = ctx.Err()
 	}
+	if errors.Is(firstErr, ErrNoSpace) {
+		d.dropParts(dir, todo)
+	}
 	return st, firstErr
+}
+
+// dropParts removes the partial files of items after running out of space:
+// kept for a resume, they would hold the space that uploads and other jobs
+// need, while the download cannot finish anyway. A part another worker is
+// writing (it holds the lock) stays.
+func (d *Downloader) dropParts(dir string, items []Item) {
+	for _, it := range items {
+		part := filepath.Join(dir, it.SHA256+".part")
+		f, err := os.OpenFile(part, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			if err := os.Remove(part); err != nil {
+				d.Log.Warn("Unable to remove a partial download", slog.String("path", part), slog.Any("error", err))
+			}
+		}
+		f.Close()
+	}
 }
 
 // counter adds up bytes from parallel downloads for one progress figure.

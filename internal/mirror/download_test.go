@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,6 +215,28 @@ func TestFetchErrors(t *testing.T) {
 	_, err = d.Fetch(context.Background(), []Item{huge}, nil)
 	require.ErrorIs(t, err, ErrNoSpace)
 	assert.Contains(t, err.Error(), "EiB")
+}
+
+// TestFetchDropsPartsWithoutSpace: a download that cannot fit removes what
+// it staged, except a part another worker holds locked.
+func TestFetchDropsPartsWithoutSpace(t *testing.T) {
+	d, b := newDownloader(t)
+	dir, err := b.StagingDir(StagingDir)
+	require.NoError(t, err)
+	mine := Item{Name: "mine", URL: "http://127.0.0.1:1/mine", Size: 1 << 60, SHA256: hex.EncodeToString(bytes.Repeat([]byte{1}, 32))}
+	theirs := Item{Name: "theirs", URL: "http://127.0.0.1:1/theirs", Size: 1 << 60, SHA256: hex.EncodeToString(bytes.Repeat([]byte{2}, 32))}
+	for _, it := range []Item{mine, theirs} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, it.SHA256+".part"), []byte("partial"), 0o644))
+	}
+	held, err := os.Open(filepath.Join(dir, theirs.SHA256+".part"))
+	require.NoError(t, err)
+	defer held.Close()
+	require.NoError(t, syscall.Flock(int(held.Fd()), syscall.LOCK_EX))
+
+	_, err = d.Fetch(context.Background(), []Item{mine, theirs}, nil)
+	require.ErrorIs(t, err, ErrNoSpace)
+	assert.NoFileExists(t, filepath.Join(dir, mine.SHA256+".part"), "a part of a download without space is removed")
+	assert.FileExists(t, filepath.Join(dir, theirs.SHA256+".part"), "a part another worker holds stays")
 }
 
 func TestRangeStart(t *testing.T) {
