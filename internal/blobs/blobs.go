@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Store keeps blobs under DIR/blobs/sha256/ab/abcdef… and staging under DIR/staging.
@@ -228,4 +229,14 @@ func HashFile(path string, progress func(done int64)) (string, int64, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), done, nil
+}
+
+// FreeSpace returns the bytes an unprivileged process may still write on the
+// filesystem holding dir.
+func FreeSpace(dir string) (int64, error) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return 0, fmt.Errorf("free space of %s: %w", dir, err)
+	}
+	return int64(fs.Bavail) * fs.Bsize, nil
 }

@@ -3,6 +3,7 @@ package images
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/store"
 )
 
@@ -108,7 +111,11 @@ func TestMirrorCreateRecordAndRetention(t *testing.T) {
 			assert.True(t, ok, it.Path)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(e.pub.Dir(), "streams/v1/com.ubuntu.maas:stable:v3:download.json"))
+	indexData, err := os.ReadFile(filepath.Join(e.pub.Dir(), publish.IndexPath))
+	require.NoError(t, err)
+	var index simplestreams.Index
+	require.NoError(t, json.Unmarshal(indexData, &index))
+	data, err := os.ReadFile(filepath.Join(e.pub.Dir(), index.Index["com.ubuntu.maas:stable:v3:download"].Path))
 	require.NoError(t, err)
 	doc := string(data)
 	assert.Contains(t, doc, `"support_esm_eol": "2032-04-21"`, "upstream fields are kept as they are")

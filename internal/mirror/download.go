@@ -332,11 +332,10 @@ func checkSpace(dir string, items []Item) error {
 			need -= min(info.Size(), it.Size)
 		}
 	}
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &fs); err != nil {
-		return fmt.Errorf("free space of %s: %w", dir, err)
+	free, err := blobs.FreeSpace(dir)
+	if err != nil {
+		return err
 	}
-	free := int64(fs.Bavail) * fs.Bsize
 	if need > free {
 		return fmt.Errorf("%w: the download needs %s, the data directory has %s free", ErrNoSpace, units.Bytes(need), units.Bytes(free))
 	}

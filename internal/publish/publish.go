@@ -1,7 +1,11 @@
 // Package publish turns the image records into a simplestreams tree under
 // DATA/publish, atomically: item files are hard-linked from the blob store,
-// product files are written next, the index last, and files the new index no
-// longer names are removed only after it is in place.
+// product files are written next, under names that hold their content's
+// hash, and the index last; its rename is the one moment the stream changes,
+// so a crash at any point leaves the old stream or the new one on disk. The
+// previous generation's product files stay one publish longer, for clients
+// that read the old index a moment ago; older files are removed only after
+// the new index is in place.
 package publish
 
 import (
@@ -152,12 +156,33 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	}
 	index := simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{}}
 	keep := map[string]bool{IndexPath: true}
+	prev := p.previousIndex()
+	for _, entry := range prev {
+		// The previous generation, still served until the next publish.
+		for _, rel := range []string{entry.Path, signedPath(entry.Path)} {
+			e, ok := (*p.files.Load())[rel]
+			if !ok {
+				// After a restart: what is on disk.
+				data, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(rel)))
+				if err != nil {
+					continue
+				}
+				e = entryOf(data)
+			}
+			served[rel] = e
+			keep[rel] = true
+		}
+	}
 	for _, doc := range docs {
-		rel := docPath(doc.ContentID)
+		var rel string
+		var e Entry
+		var err error
 		if doc.ContentID == ProductsContentID {
 			rel = ProductsPath
+			e, err = p.writeDoc(rel, doc, &doc.Updated, updated, served)
+		} else {
+			rel, e, err = p.writeProductDoc(doc, prev[doc.ContentID], updated, served)
 		}
-		e, err := p.writeDoc(rel, doc, &doc.Updated, updated, served)
 		if err != nil {
 			return nil, err
 		}
@@ -325,8 +350,75 @@ func ProductFields(img *store.Image) map[string]string {
 	return f
 }
 
-func docPath(contentID string) string {
-	return path.Join(StreamsDir, contentID+".json")
+// docPath names a product file by its content id and the hash of its bytes:
+// a changed document is a new file, and the index's rename switches to it.
+func docPath(contentID string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return path.Join(StreamsDir, contentID+"."+hex.EncodeToString(sum[:6])+".json")
+}
+
+// previousIndex returns the entries of the index on disk, by content id; an
+// unreadable index is no previous generation.
+func (p *Publisher) previousIndex() map[string]*simplestreams.IndexEntry {
+	out := map[string]*simplestreams.IndexEntry{}
+	data, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(IndexPath)))
+	if err != nil {
+		return out
+	}
+	var index simplestreams.Index
+	if json.Unmarshal(data, &index) != nil {
+		return out
+	}
+	for id, entry := range index.Index {
+		if strings.HasPrefix(entry.Path, StreamsDir+"/") && !strings.Contains(entry.Path, "..") {
+			entry := entry
+			out[id] = &entry
+		}
+	}
+	return out
+}
+
+// writeProductDoc writes a product document (and its signed copy) under its
+// content-hash name, unless the previous generation's file already holds
+// exactly this content: then it keeps that file and its `updated`.
+func (p *Publisher) writeProductDoc(doc *simplestreams.Products, prev *simplestreams.IndexEntry, now string, served map[string]Entry) (string, Entry, error) {
+	if prev != nil {
+		doc.Updated = prev.Updated
+		data, err := marshalDoc(doc)
+		if err != nil {
+			return "", Entry{}, fmt.Errorf("publish %s: %w", doc.ContentID, err)
+		}
+		old, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(prev.Path)))
+		if err == nil && bytes.Equal(old, data) {
+			if err := p.writeSignedDoc(prev.Path, data, false, served); err != nil {
+				return "", Entry{}, err
+			}
+			return prev.Path, entryOf(data), nil
+		}
+	}
+	doc.Updated = now
+	data, err := marshalDoc(doc)
+	if err != nil {
+		return "", Entry{}, fmt.Errorf("publish %s: %w", doc.ContentID, err)
+	}
+	rel := docPath(doc.ContentID, data)
+	if err := WriteFileAtomic(filepath.Join(p.dir, filepath.FromSlash(rel)), data, 0o644); err != nil {
+		return "", Entry{}, err
+	}
+	return rel, entryOf(data), p.writeSignedDoc(rel, data, true, served)
+}
+
+// writeSignedDoc writes the signed copy of a document, with a signer.
+func (p *Publisher) writeSignedDoc(rel string, data []byte, changed bool, served map[string]Entry) error {
+	if p.sign == nil {
+		return nil
+	}
+	se, err := p.writeSigned(signedPath(rel), data, changed)
+	if err != nil {
+		return err
+	}
+	served[signedPath(rel)] = se
+	return nil
 }
 
 // link makes publish/rel a hard link to the blob, replacing a different file
@@ -356,18 +448,14 @@ func (p *Publisher) link(rel, sum string) error {
 	return nil
 }
 
-// writeDoc writes a product document and, with a signer, its signed copy.
+// writeDoc writes a document at a fixed path and, with a signer, its signed
+// copy.
 func (p *Publisher) writeDoc(rel string, v any, updated *string, now string, served map[string]Entry) (Entry, error) {
 	e, data, changed, err := p.writeJSON(rel, v, updated, now)
-	if err != nil || p.sign == nil {
-		return e, err
-	}
-	se, err := p.writeSigned(signedPath(rel), data, changed)
 	if err != nil {
 		return e, err
 	}
-	served[signedPath(rel)] = se
-	return e, nil
+	return e, p.writeSignedDoc(rel, data, changed, served)
 }
 
 // signedPath is the .sjson beside a .json document.

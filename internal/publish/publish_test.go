@@ -3,10 +3,13 @@ package publish
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -134,18 +137,33 @@ func TestPublishProducesValidStream(t *testing.T) {
 	assert.FileExists(t, filepath.Join(f.pub.Dir(), ProductsPath))
 }
 
+// docPath returns the path the index on disk gives contentID's product
+// file, or "".
+func (f *fixture) docPath(t *testing.T, contentID string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(f.pub.Dir(), IndexPath))
+	require.NoError(t, err)
+	var index simplestreams.Index
+	require.NoError(t, json.Unmarshal(data, &index))
+	return index.Index[contentID].Path
+}
+
 func TestPublishRemovesDeletedVersionsAndEmptyFiles(t *testing.T) {
 	f := newFixture(t)
 	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
 	d := f.singleImage(t, "d", "20260101.01")
 	_, err := f.pub.Publish([]store.Image{a, d})
 	require.NoError(t, err)
-	singleDoc := filepath.Join(f.pub.Dir(), docPath("com.customstream:uploads:bases-download"))
+	singleDoc := filepath.Join(f.pub.Dir(), f.docPath(t, "com.customstream:uploads:bases-download"))
 	require.FileExists(t, singleDoc)
 
 	_, err = f.pub.Publish([]store.Image{a})
 	require.NoError(t, err)
-	assert.NoFileExists(t, singleDoc, "never an empty product file")
+	assert.Empty(t, f.docPath(t, "com.customstream:uploads:bases-download"), "never an empty product file")
+	assert.FileExists(t, singleDoc, "the previous generation stays one publish longer")
+	_, err = f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	assert.NoFileExists(t, singleDoc)
 	assert.NoFileExists(t, filepath.Join(f.pub.Dir(), d.Items[0].Path))
 	assert.NoDirExists(t, filepath.Join(f.pub.Dir(), "uploads/centos"), "empty directories go too")
 	rep := f.validate(t)
@@ -221,7 +239,7 @@ func TestPublishTakesProductFieldsFromTheNewestVersion(t *testing.T) {
 	for _, order := range [][]store.Image{{a, b}, {b, a}} {
 		_, err := f.pub.Publish(order)
 		require.NoError(t, err)
-		data, err := os.ReadFile(filepath.Join(f.pub.Dir(), docPath(a.ContentID)))
+		data, err := os.ReadFile(filepath.Join(f.pub.Dir(), f.docPath(t, a.ContentID)))
 		require.NoError(t, err)
 		assert.Contains(t, string(data), `"release_title": "24.04 LTS"`)
 		assert.Contains(t, string(data), `"support_eol": "2029-05-31"`)
@@ -288,4 +306,91 @@ func TestPublishSignedCopies(t *testing.T) {
 	_, err = f.pub.Publish(imgs[:1])
 	require.NoError(t, err)
 	assert.NoFileExists(t, filepath.Join(f.pub.Dir(), "streams/v1/com.customstream:uploads:bases-download.sjson"))
+}
+
+// versionsNamedBy returns the version names in the product files index
+// names, sorted.
+func (f *fixture) versionsNamedBy(t *testing.T, index *simplestreams.Index) []string {
+	t.Helper()
+	var out []string
+	for _, e := range index.Index {
+		data, err := os.ReadFile(filepath.Join(f.pub.Dir(), e.Path))
+		require.NoError(t, err)
+		if strings.HasSuffix(e.Path, ".sjson") {
+			data, _, err = simplestreams.VerifyClearsigned(data, f.pub.keyring)
+			require.NoError(t, err)
+		}
+		var doc simplestreams.Products
+		require.NoError(t, json.Unmarshal(data, &doc))
+		for _, prod := range doc.Products {
+			for v := range prod.Versions {
+				out = append(out, v)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestPublishInterruptedLeavesAConsistentStream stops a publish part way
+// (the signer fails, as a crash would stop it) and checks each index on disk
+// still names product files that exist and list exactly its products: the
+// old stream or the new one, never a mix.
+func TestPublishInterruptedLeavesAConsistentStream(t *testing.T) {
+	tests := []struct {
+		name string
+		// failOn is a string in the document whose signing fails.
+		failOn string
+		// newUnsigned is whether index.json already shows the new stream.
+		newUnsigned bool
+	}{
+		{"before any index", `"content_id": "com.customstream:uploads:bases-download"`, false},
+		{"between index.json and index.sjson", `"format": "index:1.0"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			key, err := openpgp.NewEntity("test", "", "test@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+			require.NoError(t, err)
+			fail := false
+			f.pub.SignWith(func(b []byte) ([]byte, error) {
+				if fail && strings.Contains(string(b), tt.failOn) {
+					return nil, errors.New("stopped here")
+				}
+				return simplestreams.Clearsign(b, key)
+			}, openpgp.EntityList{key})
+			a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+			_, err = f.pub.Publish([]store.Image{a})
+			require.NoError(t, err)
+
+			fail = true
+			a2 := f.bootImage(t, "a2", "20260102.01", store.StatusReady)
+			d := f.singleImage(t, "d", "20260101.01")
+			_, err = f.pub.Publish([]store.Image{a, a2, d})
+			require.ErrorContains(t, err, "stopped here")
+
+			for _, index := range []string{IndexPath, SignedIndexPath} {
+				rep, err := simplestreams.Validate(simplestreams.DirSource(f.pub.Dir()), index)
+				require.NoError(t, err)
+				for _, p := range rep.Problems {
+					t.Log(index, p.String())
+				}
+				assert.True(t, rep.OK(), "%s names a broken stream", index)
+				want := []string{"20260101.01"}
+				if index == IndexPath && tt.newUnsigned {
+					want = []string{"20260101.01", "20260101.01", "20260102.01"}
+				}
+				assert.Equal(t, want, f.versionsNamedBy(t, rep.Index), "%s with its product files", index)
+			}
+
+			// The next publish completes the change.
+			fail = false
+			_, err = f.pub.Publish([]store.Image{a, a2, d})
+			require.NoError(t, err)
+			rep, err := simplestreams.Validate(simplestreams.DirSource(f.pub.Dir()), SignedIndexPath)
+			require.NoError(t, err)
+			assert.True(t, rep.OK())
+			assert.Len(t, rep.Index.Index, 2)
+		})
+	}
 }

@@ -120,3 +120,25 @@ func TestSlowSteadyUpload(t *testing.T) {
 	assert.True(t, closed)
 	assert.True(t, strings.HasPrefix(answer, "HTTP/1.1 202"), answer)
 }
+
+// TestUploadLargerThanTheDisk: an upload whose declared size cannot fit is
+// refused before any of it is written.
+func TestUploadLargerThanTheDisk(t *testing.T) {
+	e := newTestEnv(t, 1<<62)
+	addr := e.serve(t)
+	// fasthttp reads the first BodyLimit (4 MiB) before the handler runs.
+	body := "--b\r\nContent-Disposition: form-data; name=\"os\"\r\n\r\nubuntu\r\n" +
+		"--b\r\nContent-Disposition: form-data; name=\"rootfs\"; filename=\"r\"\r\n\r\n" + strings.Repeat("r", 5<<20)
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	// The server answers and closes before the body is sent: the write may
+	// fail, the answer is what counts.
+	go fmt.Fprintf(conn, "POST /api/images/upload HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n%s", addr, testToken, int64(1)<<60, body)
+	closed, answer := closedWithin(t, conn, 10*time.Second)
+	assert.True(t, closed)
+	assert.True(t, strings.HasPrefix(answer, "HTTP/1.1 507"), answer)
+	assert.Contains(t, answer, "not enough space: the upload is 1.0 EiB")
+	assert.Empty(t, e.stagingFiles(t))
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/units"
@@ -107,6 +108,15 @@ func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
 	mediaType, params, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 	if err != nil || mediaType != fiber.MIMEMultipartForm || params["boundary"] == "" {
 		return nil, badUpload("send the image as multipart/form-data (curl -F field=value -F rootfs=@FILE)")
+	}
+	// A body that cannot fit is refused before a byte is written; a chunked
+	// one is stopped when the disk fills (ENOSPC, below).
+	if size := int64(c.Request().Header.ContentLength()); size > 0 {
+		if free, err := blobs.FreeSpace(h.Config.DataDir); err == nil && size > free {
+			c.Context().SetConnectionClose()
+			return nil, &uploadError{status: fiber.StatusInsufficientStorage, msg: fmt.Sprintf(
+				"not enough space: the upload is %s, the data directory has %s free", units.Bytes(size), units.Bytes(free))}
+		}
 	}
 	body := h.requestBody(c)
 	r := &receivedUpload{form: map[string]string{}}

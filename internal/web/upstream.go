@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"syscall"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/simplestreams"
@@ -159,9 +159,8 @@ func (h *handler) planMirror(l *catalog.Loaded, ids []string, bootloaders bool) 
 
 // startMirror checks free space, then records and enqueues one job per version.
 func (h *handler) startMirror(c *fiber.Ctx, plan *mirrorPlan) (started, skipped []jobs.Started, err error) {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(h.Config.DataDir, &fs); err == nil {
-		if free := int64(fs.Bavail) * fs.Bsize; plan.Download > free {
+	if free, err := blobs.FreeSpace(h.Config.DataDir); err == nil {
+		if plan.Download > free {
 			return nil, nil, fiber.NewError(fiber.StatusInsufficientStorage, fmt.Sprintf(
 				"not enough space: the selection needs %s, the data directory has %s free", units.Bytes(plan.Download), units.Bytes(free)))
 		}

@@ -294,7 +294,7 @@ func TestUploadSingleFileImage(t *testing.T) {
 	_, index := e.get(t, "/streams/v1/index.json")
 	assert.Contains(t, index, images.ContentSingle)
 	assert.NotContains(t, index, images.ContentBoot)
-	_, doc := e.get(t, "/streams/v1/"+images.ContentSingle+".json")
+	_, doc := e.get(t, "/"+e.productDoc(t, images.ContentSingle))
 	assert.Contains(t, doc, `"root-tgz"`)
 	assert.Contains(t, doc, "uploads/single/centos/centos70/amd64/generic/stable/")
 }
@@ -543,7 +543,7 @@ func TestPublishedSignaturesPassGpgvAndCheck(t *testing.T) {
 
 	gpgv := gpgvtest.New(t, []byte(keyring))
 	verify := func(doc []byte) (string, error) { return gpgv.Verify(t, doc) }
-	signedDocs := []string{publish.SignedIndexPath, "streams/v1/products.sjson", "streams/v1/" + images.ContentBoot + ".sjson"}
+	signedDocs := []string{publish.SignedIndexPath, "streams/v1/products.sjson", strings.TrimSuffix(e.productDoc(t, images.ContentBoot), ".json") + ".sjson"}
 	for _, rel := range signedDocs {
 		_, doc := e.get(t, "/"+rel)
 		o, err := verify([]byte(doc))
@@ -583,4 +583,15 @@ func TestPortalEscapesWhatUsersWrote(t *testing.T) {
 		assert.NotContains(t, page, evil, path)
 		assert.Contains(t, page, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", path)
 	}
+}
+
+// productDoc returns the path the served index gives contentID's product file.
+func (e *testEnv) productDoc(t *testing.T, contentID string) string {
+	t.Helper()
+	_, body := e.get(t, "/"+publish.IndexPath)
+	var index simplestreams.Index
+	require.NoError(t, json.Unmarshal([]byte(body), &index))
+	path := index.Index[contentID].Path
+	require.NotEmpty(t, path, "the index names no %s", contentID)
+	return path
 }
