@@ -38,6 +38,9 @@ func (h *HashHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("hash: bad payload: %v: %w", err, asynq.SkipRetry)
 	}
+	if h.Progress.Canceled(ctx, p.JobID) {
+		return fmt.Errorf("job %s canceled by an admin: %w", p.JobID, asynq.SkipRetry)
+	}
 	items, err := h.hashAll(ctx, p)
 	if err != nil {
 		return failJob(ctx, h.Results, h.Progress, p.JobID, TypeHashImage, err)
@@ -140,6 +143,12 @@ func (h *HashHandler) generateManifest(p HashImagePayload, items []images.Hashed
 func failJob(ctx context.Context, results Enqueuer, tracker *progress.Tracker, jobID, taskType string, err error) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	// The web process recorded a canceled job already; a retry would only
+	// do the work it was told to stop.
+	if tracker.Canceled(context.WithoutCancel(ctx), jobID) {
+		_ = tracker.Clear(context.WithoutCancel(ctx), jobID)
+		return fmt.Errorf("job %s canceled by an admin: %w", jobID, asynq.SkipRetry)
+	}
 	permanent := errors.Is(err, errPermanent)
 	if !permanent && retried < maxRetry {
 		return err

@@ -83,7 +83,7 @@ func NewHashJob(jobID string, img *store.Image) (*store.Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hash job %s: %w", jobID, err)
 	}
-	return &store.Job{ID: jobID, Type: TypeHashImage, ImageID: img.ID, State: store.JobQueued,
+	return &store.Job{ID: jobID, Type: TypeHashImage, ImageID: img.ID, Title: p.Title, State: store.JobQueued,
 		Payload: data, Total: total, CreatedAt: time.Now().UTC()}, nil
 }
 
@@ -119,6 +119,19 @@ func TaskFor(job store.Job) (*asynq.Task, error) {
 		return asynq.NewTask(TypeMirrorImage, job.Payload, mirrorOptions(job.ID)...), nil
 	}
 	return nil, fmt.Errorf("job %s: unknown type %q", job.ID, job.Type)
+}
+
+// QueueOf returns the queue a job type's tasks go to.
+func QueueOf(jobType string) string {
+	switch jobType {
+	case TypeHashImage:
+		return QueueHash
+	case TypeMirrorImage:
+		return QueueMirror
+	case TypeSyncUpstreams:
+		return QueueSync
+	}
+	return ""
 }
 
 // Enqueue puts a stored job's task on its queue; a job already queued is

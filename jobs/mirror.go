@@ -64,7 +64,7 @@ func NewMirrorJob(jobID string, img *store.Image) (*store.Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror job %s: %w", jobID, err)
 	}
-	return &store.Job{ID: jobID, Type: TypeMirrorImage, ImageID: img.ID, State: store.JobQueued,
+	return &store.Job{ID: jobID, Type: TypeMirrorImage, ImageID: img.ID, Title: p.Title, State: store.JobQueued,
 		Payload: data, Total: total, CreatedAt: time.Now().UTC()}, nil
 }
 
@@ -83,6 +83,9 @@ func (h *MirrorHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	var p MirrorImagePayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("mirror: bad payload: %v: %w", err, asynq.SkipRetry)
+	}
+	if h.Progress.Canceled(ctx, p.JobID) {
+		return fmt.Errorf("job %s canceled by an admin: %w", p.JobID, asynq.SkipRetry)
 	}
 	items := make([]mirror.Item, len(p.Items))
 	for i, it := range p.Items {

@@ -78,12 +78,23 @@ func (h *SyncHandler) ProcessTask(ctx context.Context, _ *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	if len(rules) == 0 {
+		return nil
+	}
+	// The run is a job of its own on the Jobs page.
+	job := &store.Job{ID: images.NewID(), Type: TypeSyncUpstreams, State: store.JobRunning,
+		Title: fmt.Sprintf("Sync %d rule%s", len(rules), map[bool]string{true: "s"}[len(rules) > 1]), CreatedAt: time.Now().UTC()}
+	if err := h.Store.PutJob(job); err != nil {
+		return err
+	}
+	var failed []string
 	for i := range rules {
 		r := &rules[i]
 		started, note, err := h.syncRule(ctx, r)
 		r.LastRun, r.LastStarted, r.LastError = time.Now().UTC(), started, note
 		if err != nil {
 			r.LastError = err.Error()
+			failed = append(failed, r.URL+": "+err.Error())
 			h.Log.Warn("Sync rule failed", slog.String("rule_id", r.ID), slog.String("url", r.URL), slog.Any("error", err))
 		} else {
 			h.Log.Info("Sync rule ran", slog.String("rule_id", r.ID), slog.String("url", r.URL), slog.Int("started", started))
@@ -91,6 +102,13 @@ func (h *SyncHandler) ProcessTask(ctx context.Context, _ *asynq.Task) error {
 		if err := h.Store.PutSyncRule(r); err != nil {
 			return err
 		}
+	}
+	state := store.JobSucceeded
+	if len(failed) > 0 {
+		state = store.JobFailed
+	}
+	if _, err := h.Store.FinishJob(job.ID, state, strings.Join(failed, "; "), nil); err != nil {
+		return fmt.Errorf("sync: record the run: %w", err)
 	}
 	return nil
 }

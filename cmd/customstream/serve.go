@@ -189,8 +189,8 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 
 	app := web.New(web.Deps{
 		Config: cfg, Store: st, Blobs: b, Images: svc, Catalog: catalogs, Publisher: pub, Queue: queue, Progress: tracker, Signer: signer,
-		Redis: func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		Admin: admin, APIToken: cfg.APIToken, Version: version, Log: log,
+		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Inspector: insp, Admin: admin, APIToken: cfg.APIToken, Version: version, Log: log,
 	})
 	errc := make(chan error, 1)
 	go func() { errc <- app.Listener(ln) }()

@@ -19,6 +19,24 @@ const ttl = 10 * time.Minute
 type Progress struct {
 	Done  int64 `json:"done"`
 	Total int64 `json:"total"`
+	// Started is when a worker first reported on the job (this attempt or
+	// an earlier one); Updated when it last did.
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+}
+
+// Rate returns the average bytes per second since the job started, and the
+// time left at that rate; zero when unknown.
+func (p Progress) Rate() (float64, time.Duration) {
+	secs := p.Updated.Sub(p.Started).Seconds()
+	if secs < 1 || p.Done <= 0 {
+		return 0, 0
+	}
+	rate := float64(p.Done) / secs
+	if p.Total <= p.Done {
+		return rate, 0
+	}
+	return rate, time.Duration(float64(p.Total-p.Done) / rate * float64(time.Second))
 }
 
 // Tracker reads and writes progress records.
@@ -37,7 +55,9 @@ func key(jobID string) string { return "customstream:progress:" + jobID }
 func (t *Tracker) Set(ctx context.Context, jobID string, done, total int64) error {
 	k := key(jobID)
 	pipe := t.rdb.TxPipeline()
-	pipe.HSet(ctx, k, "done", done, "total", total)
+	now := time.Now().UnixMilli()
+	pipe.HSetNX(ctx, k, "started", now)
+	pipe.HSet(ctx, k, "done", done, "total", total, "updated", now)
 	pipe.Expire(ctx, k, ttl)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("progress %s: %w", jobID, err)
@@ -56,7 +76,9 @@ func (t *Tracker) Get(ctx context.Context, jobID string) (Progress, bool, error)
 	}
 	done, _ := strconv.ParseInt(vals["done"], 10, 64)
 	total, _ := strconv.ParseInt(vals["total"], 10, 64)
-	return Progress{Done: done, Total: total}, true, nil
+	started, _ := strconv.ParseInt(vals["started"], 10, 64)
+	updated, _ := strconv.ParseInt(vals["updated"], 10, 64)
+	return Progress{Done: done, Total: total, Started: time.UnixMilli(started), Updated: time.UnixMilli(updated)}, true, nil
 }
 
 // Clear removes jobID's record once the job has finished.
@@ -65,6 +87,23 @@ func (t *Tracker) Clear(ctx context.Context, jobID string) error {
 		return fmt.Errorf("progress %s: %w", jobID, err)
 	}
 	return nil
+}
+
+func canceledKey(jobID string) string { return "customstream:canceled:" + jobID }
+
+// Cancel marks jobID canceled by an admin, so a worker running it stops and
+// does not retry.
+func (t *Tracker) Cancel(ctx context.Context, jobID string) error {
+	if err := t.rdb.Set(ctx, canceledKey(jobID), 1, 7*24*time.Hour).Err(); err != nil {
+		return fmt.Errorf("cancel %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// Canceled reports whether an admin canceled jobID.
+func (t *Tracker) Canceled(ctx context.Context, jobID string) bool {
+	n, err := t.rdb.Exists(ctx, canceledKey(jobID)).Result()
+	return err == nil && n > 0
 }
 
 // Reporter throttles Set calls for one job: hashing calls it for every

@@ -24,9 +24,11 @@ var ErrFinished = errors.New("job already finished")
 // Job records the intent of a background task, so it can be enqueued again
 // when Redis has lost it.
 type Job struct {
-	ID         string    `json:"id"`
-	Type       string    `json:"type"`
-	ImageID    string    `json:"image_id"`
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	ImageID string `json:"image_id"`
+	// Title says what the job works on, for people.
+	Title      string    `json:"title"`
 	State      string    `json:"state"`
 	Error      string    `json:"error"`
 	Payload    []byte    `json:"payload"`
@@ -126,6 +128,82 @@ func cancelJob(tx *bolt.Tx, jobID string) error {
 	job.State = JobCanceled
 	job.FinishedAt = time.Now().UTC()
 	return put(tx, bucketJobs, job.ID, &job)
+}
+
+// RestartImage gives a failed image a new job: both change in one
+// transaction, and only while the image still points at oldJobID.
+func (s *Store) RestartImage(imageID, oldJobID, status string, job *Job) (*Image, error) {
+	var img Image
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := get(tx, bucketImages, imageID, &img); err != nil {
+			return err
+		}
+		if img.JobID != oldJobID || img.Status != StatusFailed {
+			return fmt.Errorf("image %s has moved on (job %s, %s): %w", imageID, img.JobID, img.Status, ErrConflict)
+		}
+		img.Status, img.Error, img.JobID, img.UpdatedAt = status, "", job.ID, time.Now().UTC()
+		if err := put(tx, bucketImages, img.ID, &img); err != nil {
+			return err
+		}
+		return put(tx, bucketJobs, job.ID, job)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &img, nil
+}
+
+// PutJob records a job that belongs to no image (a sync run, maintenance).
+func (s *Store) PutJob(job *Job) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketJobs, job.ID, job) })
+}
+
+// DeleteJob removes a finished job from the history; an unfinished one is
+// ErrConflict.
+func (s *Store) DeleteJob(id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var job Job
+		if err := get(tx, bucketJobs, id, &job); err != nil {
+			return err
+		}
+		if !job.Finished() {
+			return fmt.Errorf("job %s is %s: cancel it first: %w", id, job.State, ErrConflict)
+		}
+		return tx.Bucket(bucketJobs).Delete([]byte(id))
+	})
+}
+
+// PruneJobs removes the finished jobs that ended before cutoff and that no
+// image refers to any more, and returns how many.
+func (s *Store) PruneJobs(cutoff time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		imgs, err := list[Image](tx, bucketImages)
+		if err != nil {
+			return err
+		}
+		current := map[string]bool{}
+		for _, img := range imgs {
+			current[img.JobID] = true
+		}
+		jobs, err := list[Job](tx, bucketJobs)
+		if err != nil {
+			return err
+		}
+		for _, job := range jobs {
+			if job.Finished() && job.FinishedAt.Before(cutoff) && !current[job.ID] {
+				if err := tx.Bucket(bucketJobs).Delete([]byte(job.ID)); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune jobs: %w", err)
+	}
+	return n, nil
 }
 
 // UnfinishedJobs returns the jobs that still wait for a result.

@@ -2,6 +2,7 @@ package units
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -10,5 +11,20 @@ func TestBytes(t *testing.T) {
 	tests := map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB", 3 << 40: "3.0 TiB"}
 	for in, want := range tests {
 		assert.Equal(t, want, Bytes(in), in)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"}, {1499 * time.Millisecond, "1s"}, {59 * time.Second, "59s"},
+		{200 * time.Second, "3m 20s"}, {2*time.Hour + 5*time.Minute + 40*time.Second, "2h 05m"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			assert.Equal(t, tt.want, Duration(tt.d))
+		})
 	}
 }

@@ -29,7 +29,7 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		} else if code != fiber.StatusNotFound {
 			log.Warn("Request refused", attrs...)
 		}
-		if strings.HasPrefix(c.Path(), "/api/") || strings.Contains(c.Get(fiber.HeaderAccept), fiber.MIMEApplicationJSON) {
+		if isAPI(c) || strings.Contains(c.Get(fiber.HeaderAccept), fiber.MIMEApplicationJSON) {
 			return c.Status(code).JSON(fiber.Map{"error": msg})
 		}
 		if isHTMX(c) {

@@ -36,6 +36,8 @@ type Deps struct {
 	Queue     jobs.Enqueuer
 	Progress  *progress.Tracker
 	Signer    *signing.Signer
+	// Inspector takes canceled jobs' tasks off their queues; nil skips that.
+	Inspector *asynq.Inspector
 	// Redis is pinged by /healthz.
 	Redis func(ctx context.Context) error
 	// Admin checks the portal password.

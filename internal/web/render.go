@@ -15,6 +15,11 @@ func isHTMX(c *fiber.Ctx) bool {
 	return c.Get("HX-Request") == "true"
 }
 
+// isAPI reports whether the request is one of the JSON API's.
+func isAPI(c *fiber.Ctx) bool {
+	return strings.HasPrefix(c.Path(), "/api/")
+}
+
 // page renders a full page inside the layout.
 func (h *handler) page(c *fiber.Ctx, name, title, nav string, data fiber.Map) error {
 	data["Title"] = title
@@ -36,8 +41,10 @@ func (h *handler) partial(c *fiber.Ctx, name string, data any) error {
 
 func templateFuncs() template.FuncMap {
 	return template.FuncMap{
-		"bytes": units.Bytes,
-		"join":  strings.Join,
+		"bytes":    units.Bytes,
+		"duration": units.Duration,
+		"rate":     func(perSecond float64) string { return units.Bytes(int64(perSecond)) + "/s" },
+		"join":     strings.Join,
 		// field bundles one text input's data for partials/upload_field;
 		// kind names the browser-side pattern, a first check before the
 		// server's own.

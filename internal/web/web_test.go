@@ -65,7 +65,7 @@ func newTestEnv(t *testing.T, maxUpload int64, opts ...func(*Deps)) *testEnv {
 	require.NoError(t, err)
 	deps := Deps{Config: cfg, Store: e.Store, Blobs: e.Blobs, Images: e.Images, Catalog: catalogs, Publisher: e.Publisher,
 		Queue: e.Queue, Progress: e.Progress, Signer: signer, Redis: func(ctx context.Context) error { return e.Redis.Ping(ctx).Err() },
-		Admin: admin, APIToken: testToken, Version: "test", Log: e.Log}
+		Inspector: e.Inspector, Admin: admin, APIToken: testToken, Version: "test", Log: e.Log}
 	for _, o := range opts {
 		o(&deps)
 	}
