@@ -83,7 +83,7 @@ func (h *HashHandler) hashAll(ctx context.Context, p HashImagePayload) ([]images
 			generate = generate || it.Name == "manifest"
 			continue
 		}
-		sum, size, err := blobs.HashFile(paths[it.Name], func(n int64) { rep.Report(done + n) })
+		sum, size, err := blobs.HashFileContext(ctx, paths[it.Name], func(n int64) { rep.Report(done + n) })
 		if err != nil {
 			return nil, fmt.Errorf("item %s: %w", it.Name, err)
 		}

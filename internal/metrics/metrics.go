@@ -123,10 +123,12 @@ func Flush(ctx context.Context, rdb redis.Cmdable) error {
 	return errors.Join(errs...)
 }
 
-// FlushEvery runs Flush every interval until ctx ends, then once more (so a
-// stopping worker loses nothing); the returned function waits for that last
-// Flush. Call it before closing rdb.
-func FlushEvery(ctx context.Context, rdb redis.Cmdable, interval time.Duration, log *slog.Logger) (wait func()) {
+// FlushEvery runs Flush every interval until the returned stop function is
+// called; stop flushes once more, so a stopping worker loses nothing, and
+// returns when that is done. Call it after the work has stopped and before
+// closing rdb.
+func FlushEvery(rdb redis.Cmdable, interval time.Duration, log *slog.Logger) (stop func()) {
+	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -135,20 +137,22 @@ func FlushEvery(ctx context.Context, rdb redis.Cmdable, interval time.Duration, 
 		for {
 			select {
 			case <-t.C:
-				if err := Flush(ctx, rdb); err != nil && ctx.Err() == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), interval)
+				if err := Flush(ctx, rdb); err != nil {
 					log.Warn("Unable to send metrics to Redis", slog.Any("error", err))
 				}
-			case <-ctx.Done():
-				last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				cancel()
+			case <-quit:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if err := Flush(last, rdb); err != nil {
+				if err := Flush(ctx, rdb); err != nil {
 					log.Warn("Unable to send the last metrics to Redis", slog.Any("error", err))
 				}
 				return
 			}
 		}
 	}()
-	return func() { <-done }
+	return func() { close(quit); <-done }
 }
 
 // Histogram counts observations in cumulative buckets, and keeps the last one.
