@@ -86,7 +86,7 @@ func (h *HashHandler) hashAll(ctx context.Context, p HashImagePayload) ([]images
 			generate = generate || it.Name == "manifest"
 			continue
 		}
-		sum, size, err := blobs.HashFile(paths[it.Name], func(n int64) { rep.Report(done + n) })
+		sum, size, err := blobs.HashFileContext(ctx, paths[it.Name], func(n int64) { rep.Report(done + n) })
 		if err != nil {
 			return nil, fmt.Errorf("item %s: %w", it.Name, err)
 		}
@@ -150,7 +150,10 @@ func failJob(ctx context.Context, results Enqueuer, tracker *progress.Tracker, j
 		return fmt.Errorf("job %s canceled by an admin: %w", jobID, asynq.SkipRetry)
 	}
 	permanent := errors.Is(err, errPermanent)
-	if !permanent && retried < maxRetry {
+	// A worker shutting down cancels its tasks: the job did not fail, and
+	// asynq runs it again (not counted as a failed attempt) even on its
+	// last allowed retry.
+	if !permanent && (retried < maxRetry || errors.Is(ctx.Err(), context.Canceled)) {
 		return err
 	}
 	msg := strings.TrimSuffix(err.Error(), ": "+errPermanent.Error())

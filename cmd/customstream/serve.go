@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/customstream/customstream/internal/config"
 	"github.com/customstream/customstream/internal/embedredis"
 	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/metrics"
 	"github.com/customstream/customstream/internal/mirror"
 	"github.com/customstream/customstream/internal/progress"
 	"github.com/customstream/customstream/internal/publish"
@@ -37,10 +40,31 @@ import (
 // job is still known to Redis.
 const requeueEvery = 30 * time.Second
 
+// metricsFlushEvery is how often a process sends its shared counters (bytes
+// downloaded) to Redis, where /metrics reads them.
+const metricsFlushEvery = 5 * time.Second
+
 // serve runs cmd ("all", "web" or "worker") until SIGINT or SIGTERM.
-func serve(cmd string, cfg *config.Config, log *slog.Logger) error {
+//
+// On the signal it stops taking new work at once: the web server stops
+// accepting, the scheduler and the requeue loop stop, the asynq servers
+// take no new task. Running jobs see their context canceled and stop at a
+// safe point (a download keeps its .part file to resume, a hash starts
+// again); asynq puts them back to be retried without counting a failure.
+// The database closes last, once nothing can write to it.
+func serve(cmd string, cfg *config.Config, log *slog.Logger) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer func() {
+		if err == nil {
+			log.Info("customstream stopped", slog.String("command", cmd))
+		}
+	}()
+	// Everything logs through log, in CUSTOMSTREAM_LOG_FORMAT: the standard
+	// logger (any library's log.Printf) and go-redis's own messages too;
+	// asynq's go through jobs.Logger.
+	slog.SetDefault(log)
+	redis.SetLogger(redisLogger{log.With(slog.String("component", "redis"))})
 
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
@@ -67,6 +91,9 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) error {
 	defer rdb.Close()
 	queue := asynq.NewClient(connOpt)
 	defer queue.Close()
+	// Deferred after rdb.Close, so it runs first; and before the worker
+	// stops, so it runs after: the worker's last counts are sent.
+	defer metrics.FlushEvery(rdb, metricsFlushEvery, log)()
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -78,30 +105,93 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) error {
 	tracker := progress.New(rdb)
 
 	if cmd == "all" || cmd == "worker" {
-		srv, err := startWorker(cfg, connOpt, b, tracker, queue, log)
+		srv, tasks, err := startWorker(ctx, cfg, connOpt, b, tracker, queue, log)
 		if err != nil {
 			return err
 		}
-		defer srv.Shutdown()
+		// The worker stops alongside the web server, not after it.
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			<-ctx.Done()
+			log.Info("Worker stopping")
+			srv.Shutdown()
+			tasks.wait(log)
+			log.Info("Worker stopped")
+		}()
+		defer func() { stop(); <-stopped }()
 	}
 	if cmd == "worker" {
 		log.Info("Worker started", slog.Int("concurrency", cfg.WorkerConcurrency), slog.String("data_dir", cfg.DataDir))
 		<-ctx.Done()
-		log.Info("Worker stopping")
 		return nil
 	}
 	return runWeb(ctx, cfg, connOpt, rdb, queue, b, tracker, log)
 }
 
-func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store, tracker *progress.Tracker, queue *asynq.Client, log *slog.Logger) (*asynq.Server, error) {
-	srv := asynq.NewServer(connOpt, asynq.Config{
-		Concurrency:     cfg.WorkerConcurrency,
-		Queues:          jobs.WorkerQueues(),
-		Logger:          jobs.Logger(log),
-		LogLevel:        asynq.WarnLevel,
-		ShutdownTimeout: 20 * time.Second,
+// taskConfig is the asynq configuration both kinds of server share: task
+// contexts end with ctx (the signal), and a task stopped by it is retried
+// soon, without counting as a failed attempt.
+func taskConfig(ctx context.Context, log *slog.Logger, c asynq.Config) asynq.Config {
+	c.Logger = jobs.Logger(log)
+	c.LogLevel = asynq.WarnLevel
+	c.ShutdownTimeout = taskShutdownTimeout
+	c.BaseContext = func() context.Context { return ctx }
+	stoppedByShutdown := func(err error) bool { return ctx.Err() != nil && errors.Is(err, context.Canceled) }
+	c.IsFailure = func(err error) bool { return !stoppedByShutdown(err) }
+	c.RetryDelayFunc = func(n int, err error, t *asynq.Task) time.Duration {
+		if stoppedByShutdown(err) {
+			return time.Second
+		}
+		return asynq.DefaultRetryDelayFunc(n, err, t)
+	}
+	return c
+}
+
+// taskShutdownTimeout bounds the wait for running tasks to return once their
+// context has ended.
+const taskShutdownTimeout = 20 * time.Second
+
+// runningTasks counts the task handlers running. asynq stops waiting for a
+// handler once its context ends (and retries its task), so a stopping
+// process waits here until the handlers have really returned.
+type runningTasks struct{ wg sync.WaitGroup }
+
+func (r *runningTasks) middleware(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		r.wg.Add(1)
+		defer r.wg.Done()
+		return next.ProcessTask(ctx, t)
 	})
+}
+
+// wait waits for the running handlers, at most taskShutdownTimeout.
+func (r *runningTasks) wait(log *slog.Logger) {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(taskShutdownTimeout):
+		log.Warn("Tasks still running after the shutdown time-out; asynq runs them again later", slog.Duration("waited", taskShutdownTimeout))
+	}
+}
+
+// redisLogger sends go-redis's messages to slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
+}
+
+func startWorker(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store, tracker *progress.Tracker,
+	queue *asynq.Client, log *slog.Logger) (*asynq.Server, *runningTasks, error) {
+	srv := asynq.NewServer(connOpt, taskConfig(ctx, log, asynq.Config{
+		Concurrency: cfg.WorkerConcurrency,
+		Queues:      jobs.WorkerQueues(),
+	}))
 	mux := asynq.NewServeMux()
+	tasks := &runningTasks{}
+	mux.Use(tasks.middleware)
 	// Downloads follow the same proxy and redirect rules as catalog fetches.
 	client := upstream.New(upstream.Options{UserAgent: "customstream/" + version, AllowHosts: cfg.UpstreamAllow}).DownloadClient()
 	downloader := &mirror.Downloader{Client: client, Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
@@ -109,9 +199,9 @@ func startWorker(cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store,
 		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log},
 		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log}, log)
 	if err := srv.Start(mux); err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
+		return nil, nil, fmt.Errorf("start worker: %w", err)
 	}
-	return srv, nil
+	return srv, tasks, nil
 }
 
 func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, rdb *redis.Client, queue *asynq.Client,
@@ -120,7 +210,14 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	// Deferred first, so it runs last: nothing writes to the database after.
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("Unable to close the database", slog.Any("error", err))
+			return
+		}
+		log.Info("Database closed")
+	}()
 	pub, err := publish.New(cfg.DataDir, b, log)
 	if err != nil {
 		return err
@@ -157,13 +254,13 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 
 	// Results record one at a time (the images service orders them); the
 	// second slot keeps a long sync run from holding results back.
-	results := asynq.NewServer(connOpt, asynq.Config{
+	results := asynq.NewServer(connOpt, taskConfig(ctx, log, asynq.Config{
 		Concurrency: 2,
 		Queues:      jobs.WebQueues(),
-		Logger:      jobs.Logger(log),
-		LogLevel:    asynq.WarnLevel,
-	})
+	}))
 	mux := asynq.NewServeMux()
+	tasks := &runningTasks{}
+	mux.Use(tasks.middleware)
 	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc},
 		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log}, log)
 	if err := results.Start(mux); err != nil {
@@ -171,7 +268,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}
 	// Deferred after st.Close, so it runs first: a result being recorded
 	// finishes before the database closes.
-	defer results.Shutdown()
+	defer func() { results.Shutdown(); tasks.wait(log) }()
 	scheduler := asynq.NewScheduler(connOpt, &asynq.SchedulerOpts{Logger: jobs.Logger(log), LogLevel: asynq.WarnLevel})
 	if _, err := scheduler.Register(fmt.Sprintf("@every %s", cfg.SyncInterval), jobs.NewSyncTask()); err != nil {
 		return fmt.Errorf("schedule sync: %w", err)
@@ -183,13 +280,19 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 
 	insp := asynq.NewInspector(connOpt)
 	defer insp.Close()
-	go jobs.RequeueLoop(ctx, requeueEvery, insp, queue, st.UnfinishedJobs, func(jobID, reason string) error {
-		return svc.RecordResult(jobID, images.JobResult{Error: reason})
-	}, log)
+	requeueCtx, stopRequeue := context.WithCancel(ctx)
+	requeueDone := make(chan struct{})
+	go func() {
+		defer close(requeueDone)
+		jobs.RequeueLoop(requeueCtx, requeueEvery, insp, queue, st.UnfinishedJobs, func(jobID, reason string) error {
+			return svc.RecordResult(jobID, images.JobResult{Error: reason})
+		}, log)
+	}()
+	defer func() { stopRequeue(); <-requeueDone }()
 
 	app := web.New(web.Deps{
 		Config: cfg, Store: st, Blobs: b, Images: svc, Catalog: catalogs, Publisher: pub, Queue: queue, Progress: tracker, Signer: signer,
-		Redis:     func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Redis: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, Counters: rdb,
 		Inspector: insp, Admin: admin, APIToken: cfg.APIToken, Version: version, Log: log,
 	})
 	errc := make(chan error, 1)
@@ -201,7 +304,14 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	case <-ctx.Done():
 	}
 	log.Info("Web server stopping")
-	return app.ShutdownWithTimeout(10 * time.Second)
+	// No new result or sync task, no new schedule, while requests finish.
+	results.Stop()
+	scheduler.Shutdown()
+	if err := app.ShutdownWithTimeout(10 * time.Second); err != nil {
+		log.Warn("Requests still running were cut", slog.Any("error", err))
+	}
+	log.Info("Web server stopped")
+	return nil
 }
 
 // listen opens the web listener: HTTPS when a certificate is configured.

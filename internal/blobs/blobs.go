@@ -4,6 +4,7 @@
 package blobs
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -204,6 +205,12 @@ const hashBufSize = 1 << 20
 // HashFile returns the sha256 and size of the file at path, calling progress
 // with the bytes read so far (progress may be nil).
 func HashFile(path string, progress func(done int64)) (string, int64, error) {
+	return HashFileContext(context.Background(), path, progress)
+}
+
+// HashFileContext is HashFile that stops, with ctx's error, once ctx ends
+// (a worker shutting down); the file is left as it was.
+func HashFileContext(ctx context.Context, path string, progress func(done int64)) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, fmt.Errorf("hash: %w", err)
@@ -213,6 +220,9 @@ func HashFile(path string, progress func(done int64)) (string, int64, error) {
 	buf := make([]byte, hashBufSize)
 	var done int64
 	for {
+		if err := ctx.Err(); err != nil {
+			return "", 0, fmt.Errorf("hash %s: %w", path, err)
+		}
 		n, err := f.Read(buf)
 		if n > 0 {
 			h.Write(buf[:n])

@@ -1,6 +1,7 @@
 package blobs
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -109,4 +110,20 @@ func TestStagedNames(t *testing.T) {
 		_, err := s.StagedPath(bad)
 		assert.Error(t, err, bad)
 	}
+}
+
+func TestHashFileContextStopsWhenCanceled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	require.NoError(t, os.WriteFile(path, make([]byte, 3*hashBufSize), 0o644))
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls int
+	_, _, err := HashFileContext(ctx, path, func(done int64) {
+		calls++
+		cancel() // a shutdown during the first buffer
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 1, calls, "hashing stopped at the next buffer")
+	_, size, err := HashFileContext(context.Background(), path, nil)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3*hashBufSize, size, "the file is left whole")
 }

@@ -49,6 +49,20 @@ type Config struct {
 	// LogFormat is "text" or "json"; LogLevel is debug, info, warn or error.
 	LogFormat string
 	LogLevel  string
+	// MinFree is the free space of the data directory below which /healthz
+	// fails: MinFreeBytes bytes, or (when MinFreePercent > 0) that percentage
+	// of the filesystem's size (CUSTOMSTREAM_MIN_FREE).
+	MinFreeBytes   int64
+	MinFreePercent float64
+}
+
+// MinFreeOf returns the free-space threshold in bytes for a filesystem of
+// total bytes.
+func (c *Config) MinFreeOf(total int64) int64 {
+	if c.MinFreePercent > 0 {
+		return int64(float64(total) * c.MinFreePercent / 100)
+	}
+	return c.MinFreeBytes
 }
 
 type setting struct {
@@ -194,6 +208,22 @@ var settings = []setting{
 			return nil
 		}
 		return fmt.Errorf("want debug, info, warn or error, got %q", v)
+	}},
+	{"CUSTOMSTREAM_MIN_FREE", "1GiB", "free space of the data directory below which /healthz fails: a size (1GiB) or a percentage of the filesystem (2%)", func(c *Config, v string) error {
+		if pct, ok := strings.CutSuffix(v, "%"); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+			if err != nil || f <= 0 || f >= 100 {
+				return fmt.Errorf("want a percentage above 0 and below 100, such as 2%%, got %q", v)
+			}
+			c.MinFreePercent = f
+			return nil
+		}
+		n, err := ParseSize(v)
+		if err != nil {
+			return fmt.Errorf("want a size such as 1GiB or a percentage such as 2%%, got %q", v)
+		}
+		c.MinFreeBytes = n
+		return nil
 	}},
 }
 

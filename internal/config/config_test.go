@@ -92,3 +92,32 @@ func TestParseSize(t *testing.T) {
 		})
 	}
 }
+
+func TestMinFree(t *testing.T) {
+	tests := []struct {
+		value     string
+		total     int64
+		want      int64
+		wantError string
+	}{
+		{"", 1 << 40, 1 << 30, ""},
+		{"500MiB", 1 << 40, 500 << 20, ""},
+		{"2%", 100 << 30, 2 << 30, ""},
+		{" 0.5 %", 1000, 5, ""},
+		{"0%", 0, 0, "want a percentage above 0"},
+		{"100%", 0, 0, "want a percentage above 0"},
+		{"lots", 0, 0, "CUSTOMSTREAM_MIN_FREE: want a size such as 1GiB or a percentage"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			c, err := Load(envOf(map[string]string{"CUSTOMSTREAM_MIN_FREE": tt.value}))
+			if tt.wantError != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantError)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, c.MinFreeOf(tt.total))
+		})
+	}
+}

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/customstream/customstream/internal/metrics"
 )
 
 // File describes one file to serve.
@@ -161,14 +163,18 @@ var (
 
 // Read reads from the window.
 func (b *fileBody) Read(p []byte) (int, error) {
-	return b.limited.Read(p)
+	n, err := b.limited.Read(p)
+	metrics.ServedBytes.Add(int64(n))
+	return n, err
 }
 
 // WriteTo hands the *io.LimitedReader over the *os.File to the destination
 // so that bufio.Writer.ReadFrom -> net.TCPConn.ReadFrom can use sendfile;
 // a plain Read loop would copy every byte through user space.
 func (b *fileBody) WriteTo(w io.Writer) (int64, error) {
-	return io.Copy(w, &b.limited)
+	n, err := io.Copy(w, &b.limited)
+	metrics.ServedBytes.Add(n)
+	return n, err
 }
 
 // Close closes the file.

@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/metrics"
 	"github.com/customstream/customstream/internal/units"
 )
 
@@ -318,6 +319,7 @@ type progressWriter struct {
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
+	metrics.DownloadedBytes.Add(int64(n))
 	p.add(int64(n))
 	return n, err
 }

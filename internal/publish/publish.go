@@ -29,6 +29,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/customstream/customstream/internal/blobs"
+	"github.com/customstream/customstream/internal/metrics"
 	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/store"
 )
@@ -110,6 +111,7 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	start := time.Now()
+	defer metrics.ObservePublish(start)
 	updated := simplestreams.FormatTime(p.now())
 
 	docs, files, skipped := build(imgs, updated)

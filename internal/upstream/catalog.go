@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/customstream/customstream/internal/metrics"
 	"github.com/customstream/customstream/internal/simplestreams"
 )
 
@@ -47,11 +48,12 @@ type Catalog struct {
 }
 
 // FetchCatalog reads the index at rawURL and every product file it names, verifying signatures when the index is .sjson.
-func (c *Client) FetchCatalog(ctx context.Context, rawURL string) (*Catalog, error) {
+func (c *Client) FetchCatalog(ctx context.Context, rawURL string) (_ *Catalog, err error) {
 	indexURL, root, err := ResolveURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
+	defer metrics.CountUpstreamFetch(&err)
 	cat := &Catalog{
 		URL:       strings.TrimSpace(rawURL),
 		IndexURL:  indexURL,

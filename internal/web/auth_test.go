@@ -23,7 +23,7 @@ import (
 // publicRoutes are the routes anyone may use: they only read (and log in).
 var publicRoutes = map[string]bool{
 	"GET /streams/v1/:doc": true, "GET /uploads/*": true, "GET /mirror/*": true,
-	"GET /keyring.gpg": true, "GET /keyring.asc": true, "GET /healthz": true,
+	"GET /keyring.gpg": true, "GET /keyring.asc": true, "GET /healthz": true, "GET /metrics": true,
 	"GET /login": true, "POST /login": true,
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/template/html/v2"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/customstream/customstream/internal/auth"
 	"github.com/customstream/customstream/internal/blobs"
@@ -40,6 +41,10 @@ type Deps struct {
 	Inspector *asynq.Inspector
 	// Redis is pinged by /healthz.
 	Redis func(ctx context.Context) error
+	// Counters is the Redis holding the counters every process shares
+	// (bytes mirrored by workers), read by /metrics; nil shows this
+	// process's own counts.
+	Counters redis.Cmdable
 	// Admin checks the portal password.
 	Admin *auth.Admin
 	// APIToken, when set (CUSTOMSTREAM_API_TOKEN), works besides the

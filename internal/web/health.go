@@ -2,12 +2,17 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/customstream/customstream/internal/metrics"
+	"github.com/customstream/customstream/internal/units"
 )
 
-// healthz checks the database and Redis; 503 when either fails.
+// healthz checks the database, Redis and the data directory's free space
+// (CUSTOMSTREAM_MIN_FREE); 503 when any fails. Each check says "ok" or why not.
 func (h *handler) healthz(c *fiber.Ctx) error {
 	checks := fiber.Map{}
 	ok := true
@@ -23,10 +28,25 @@ func (h *handler) healthz(c *fiber.Ctx) error {
 	} else {
 		checks["redis"] = "ok"
 	}
-	status, code := "ok", fiber.StatusOK
+	answer := fiber.Map{"checks": checks}
+	d, err := metrics.DiskOf(h.Config.DataDir)
+	if err != nil {
+		checks["disk"], ok = err.Error(), false
+	} else {
+		minFree := h.Config.MinFreeOf(d.Total)
+		answer["disk"] = fiber.Map{"free_bytes": d.Free, "total_bytes": d.Total, "min_free_bytes": minFree}
+		if d.Free < minFree {
+			checks["disk"], ok = fmt.Sprintf("%s free in the data directory, below the %s of CUSTOMSTREAM_MIN_FREE",
+				units.Bytes(d.Free), units.Bytes(minFree)), false
+		} else {
+			checks["disk"] = "ok"
+		}
+	}
+	answer["status"] = "ok"
+	code := fiber.StatusOK
 	if !ok {
-		status, code = "failing", fiber.StatusServiceUnavailable
+		answer["status"], code = "failing", fiber.StatusServiceUnavailable
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Status(code).JSON(fiber.Map{"status": status, "checks": checks})
+	return c.Status(code).JSON(answer)
 }

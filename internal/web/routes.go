@@ -26,6 +26,7 @@ func (h *handler) routes(app *fiber.App) {
 	app.Get("/keyring.gpg", h.serveKeyring)
 	app.Get("/keyring.asc", h.serveKeyring)
 	app.Get("/healthz", h.healthz)
+	app.Get("/metrics", h.showMetrics)
 	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static.FS), MaxAge: 3600}))
 
 	// Logging in.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/metrics"
 	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/units"
 	"github.com/customstream/customstream/jobs"
@@ -256,6 +257,7 @@ func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, s
 		h.Log.Error("Staging file outside staging", slog.Any("error", err))
 		return fail(unwritable)
 	}
+	metrics.UploadedBytes.Add(n)
 	return &images.StagedFile{Field: field, Path: rel, Size: n}, path, nil
 }
 
