@@ -30,10 +30,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Go benchmarks, then a 4 GiB upload through the real server (peak RSS, throughput).
+# Go benchmarks, then a 4 GiB upload through the real server and a 1 GiB
+# export and import (peak RSS, throughput).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	scripts/bench-upload 4G
+	scripts/bench-transfer 1024
 
 clean:
 	rm -rf bin

@@ -76,8 +76,8 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "customstream:", err)
 		return 1
 	}
-	fmt.Fprintf(report, "Exported %d versions: %d documents, %d files (%s), signed by %s\n",
-		res.Versions, res.Documents, res.Files, units.Bytes(res.Bytes), res.Fingerprint)
+	fmt.Fprintf(report, "Exported %s: %s, %s (%s), signed by %s\n",
+		count(res.Versions, "version"), count(res.Documents, "document"), count(res.Files, "file"), units.Bytes(res.Bytes), res.Fingerprint)
 	return 0
 }
 
@@ -126,15 +126,26 @@ func runImport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "customstream:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "Imported %d new versions (%d already here): %d files (%s) verified, %s stored\n",
-		res.Added, res.Present, res.Files, units.Bytes(res.Bytes), units.Bytes(res.Staged))
+	fmt.Fprintf(stdout, "Imported %s (%d already here): %s (%s) verified, %s stored\n",
+		count(res.Added, "new version"), res.Present, count(res.Files, "file"), units.Bytes(res.Bytes), units.Bytes(res.Staged))
 	fmt.Fprintln(stdout, "The stream is published, signed with this server's key. Start the server.")
 	return 0
+}
+
+// count is n and word, plural unless n is 1.
+func count(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // importArchive wires the data directory's parts as the web process does,
 // holding its database so that no server starts meanwhile.
 func importArchive(ctx context.Context, cfg *config.Config, r io.Reader, opts transfer.ImportOptions) (*transfer.ImportResult, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	st, err := openStopped(cfg.DataDir, "import")
 	if err != nil {
 		return nil, err

@@ -133,11 +133,11 @@ func TestTransferBetweenServers(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "the server is running on this data directory")
 
-	target := t.TempDir()
+	target := filepath.Join(t.TempDir(), "new") // created by the import
 	code, out, errOut = cli(t, target, nil, nil, "import", "--keyring", keyringA, archive)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "Signed by "+fpA+" (verified with the keyring you gave)")
-	assert.Contains(t, out, "Imported "+strconv.Itoa(len(sourceImages))+" new versions (0 already here)")
+	assert.Contains(t, out, "Imported "+strconv.Itoa(len(sourceImages))+" new versions (0 already here): ")
 	assert.Contains(t, errOut, "import: 100% (")
 
 	// Again, through standard output and input: nothing new.
@@ -147,7 +147,7 @@ func TestTransferBetweenServers(t *testing.T) {
 	assert.Contains(t, errOut, "Exported ", "the summary goes to stderr when the archive is stdout")
 	code, out, errOut = cli(t, target, &piped, nil, "import", "-")
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, "Imported 0 new versions ("+strconv.Itoa(len(sourceImages))+" already here)")
+	assert.Contains(t, out, "Imported 0 new versions ("+strconv.Itoa(len(sourceImages))+" already here): ")
 
 	srvB := startServer(t, "all", target, testToken, "")
 	assert.Equal(t, streamProducts(t, client, srvA.Base()), streamProducts(t, client, srvB.Base()),

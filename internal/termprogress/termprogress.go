@@ -119,7 +119,7 @@ func (p *Printer) print(now time.Time, final bool) {
 	}
 	counts := fmt.Sprintf("%s of %s", units.Bytes(p.done), units.Bytes(p.total))
 	speed := units.Bytes(int64(rate)) + "/s"
-	tail := "ETA " + eta(p.done, p.total, rate)
+	tail := "ETA " + eta(p.done, p.total, rate, elapsed)
 	if final {
 		tail = "in " + elapsed.Round(time.Second).String()
 	}
@@ -139,12 +139,13 @@ func (p *Printer) print(now time.Time, final bool) {
 	fmt.Fprintf(p.w, "\r%s%s%s", line, strings.Repeat(" ", pad), end)
 }
 
-// eta is the time left at rate, or "?" while it is unknown.
-func eta(done, total int64, rate float64) string {
-	if rate <= 0 || total <= done {
-		if total <= done {
-			return "0s"
-		}
+// eta is the time left at rate, or "?" while it is unknown (the rate of
+// the first second says little).
+func eta(done, total int64, rate float64, elapsed time.Duration) string {
+	switch {
+	case total <= done:
+		return "0s"
+	case rate <= 0 || elapsed < time.Second:
 		return "?"
 	}
 	left := time.Duration(float64(total-done) / rate * float64(time.Second))

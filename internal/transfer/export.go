@@ -169,14 +169,20 @@ func (e *exporter) snapshot(ctx context.Context) (map[string][]byte, *contents, 
 				}
 			}
 		}
-		if attempt == snapshotAttempts {
+		if attempt == snapshotAttempts || errors.Is(err, ErrEmpty) {
 			break
 		}
 		if err := e.wait(ctx, attempt); err != nil {
 			return nil, nil, err
 		}
 	}
-	return nil, nil, fmt.Errorf("export: the published tree does not verify (%d reads): %w; has the server published with this data directory's key (a rotated key needs a restart)?", snapshotAttempts, err)
+	switch {
+	case errors.Is(err, ErrEmpty):
+		return nil, nil, fmt.Errorf("export: %w", err)
+	case errors.Is(err, simplestreams.ErrUnknownKey):
+		return nil, nil, fmt.Errorf("export: %w: the server signs with another key than keys/ holds (a rotated or imported key takes effect at its next start)", err)
+	}
+	return nil, nil, fmt.Errorf("export: the published tree does not verify (%d reads): %w", snapshotAttempts, err)
 }
 
 // readDocuments reads both indexes and the product files the signed index names.

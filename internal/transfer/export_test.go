@@ -3,6 +3,7 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/customstream/customstream/internal/publish"
+	"github.com/customstream/customstream/internal/signing"
+	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/store"
 )
 
@@ -129,4 +132,36 @@ func TestExportStopsWhenCanceled(t *testing.T) {
 		}
 	}})
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+func TestExportRefusals(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) *dataDir
+		want  string
+		is    error
+	}{
+		{name: "nothing published", setup: newDataDir, want: "nothing to transfer", is: ErrEmpty},
+		{name: "key rotated, server not restarted", setup: func(t *testing.T) *dataDir {
+			d := newSource(t)
+			_, err := signing.Replace(d.Dir, otherKey(t))
+			require.NoError(t, err)
+			return d
+		}, want: "signs with another key than keys/ holds", is: simplestreams.ErrUnknownKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := tt.setup(t)
+			e, err := newExporter(d.Dir)
+			require.NoError(t, err)
+			waits := 0
+			e.wait = func(context.Context, int) error { waits++; return nil }
+			_, _, err = e.snapshot(context.Background())
+			require.ErrorIs(t, err, tt.is)
+			assert.Contains(t, err.Error(), tt.want)
+			if errors.Is(tt.is, ErrEmpty) {
+				assert.Zero(t, waits, "an empty stream is not read again")
+			}
+		})
+	}
 }

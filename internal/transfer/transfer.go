@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -40,6 +41,9 @@ const (
 // copyBufSize is the buffer of every file copy: large enough that sha256
 // (SHA-NI, ~1 GB/s) and not the syscalls dominates.
 const copyBufSize = 1 << 20
+
+// ErrEmpty is a stream that publishes no version: nothing to transfer.
+var ErrEmpty = errors.New("the stream publishes no version: nothing to transfer")
 
 // Progress receives the bytes done out of the total; nil means none.
 type Progress func(done, total int64)
@@ -83,6 +87,9 @@ func verifyDocuments(docs map[string][]byte, keyring openpgp.EntityList) (*conte
 	}
 	if err := samePlainIndex(docs, index); err != nil {
 		return nil, err
+	}
+	if len(index.Index) == 0 {
+		return nil, ErrEmpty
 	}
 	c.docs = []string{publish.IndexPath, publish.SignedIndexPath}
 	byHash := map[string]*file{}

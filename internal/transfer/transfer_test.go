@@ -349,3 +349,18 @@ func docsOf(es []entry) map[string][]byte {
 	}
 	return docs
 }
+
+func TestImportRefusesAProductFromElsewhere(t *testing.T) {
+	src := newSource(t)
+	archive := export(t, src)
+	dst := newDataDir(t)
+	// The same boot image uploaded here: the product comes from an upload.
+	local := dst.upload(t, images.Metadata{OS: "ubuntu", Release: "noble", Arch: "amd64", Version: "24.04"},
+		map[string]string{images.FileKernel: "k", images.FileInitrd: "i", images.FileRootfs: "r", images.FileManifest: "m"})
+	before := dst.state(t)
+	_, err := importInto(t, dst, archive, ImportOptions{})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, store.ErrConflict)
+	assert.Contains(t, err.Error(), "product "+local.ProductID+" already comes from upload")
+	assert.Equal(t, before, dst.state(t))
+}
