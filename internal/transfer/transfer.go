@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -281,14 +282,7 @@ func validate(docs map[string][]byte) error {
 	return fmt.Errorf("the stream breaks %d rule(s) of MAAS, e.g. %s", len(errs), strings.Join(lines, "; "))
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // meter adds up bytes done and reports them.
 type meter struct {
