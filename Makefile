@@ -38,10 +38,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./cmd/customstream/
 
-# Go benchmarks, then a 4 GiB upload through the real server (peak RSS, throughput).
+# Go benchmarks, then a 4 GiB upload through the real server and a 1 GiB
+# export and import (peak RSS, throughput).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	scripts/bench-upload 4G
+	scripts/bench-transfer 1024
 
 clean:
 	rm -rf bin

@@ -26,13 +26,13 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, keysUsage)
 		return 2
 	}
-	cfg, err := config.Load(os.Getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "customstream:", err)
+	cfg, ok := loadConfig(stderr)
+	if !ok {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var s *signing.Signer
+	var err error
 	switch args[0] {
 	case "show":
 		s, err = signing.Open(cfg.DataDir, log)
@@ -75,15 +75,33 @@ func replaceKey(dataDir string, file []string) (*signing.Signer, error) {
 	return signing.Replace(dataDir, entity)
 }
 
+// loadConfig loads the configuration of an offline command, saying on
+// stderr what is wrong with it.
+func loadConfig(stderr io.Writer) (*config.Config, bool) {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "customstream:", err)
+		return nil, false
+	}
+	return cfg, true
+}
+
 // serverStopped refuses to change the key under a running server, which
 // would go on signing with the old one.
 func serverStopped(dataDir string) error {
-	st, err := store.Open(filepath.Join(dataDir, "customstream.db"), 200*time.Millisecond)
-	if errors.Is(err, store.ErrLocked) {
-		return errors.New("the server is running on this data directory: stop it, change the key, start it again")
-	}
+	st, err := openStopped(dataDir, "change the key")
 	if err != nil {
 		return err
 	}
 	return st.Close()
+}
+
+// openStopped opens the database of a stopped server, for a command that
+// does what; a running server holds it, and the command is refused.
+func openStopped(dataDir, what string) (*store.Store, error) {
+	st, err := store.Open(filepath.Join(dataDir, "customstream.db"), 200*time.Millisecond)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("the server is running on this data directory: stop it, %s, start it again", what)
+	}
+	return st, err
 }

@@ -34,6 +34,12 @@ Usage:
                          one, or import an armored private key (with the server stopped)
   customstream password [-]
                          set a new random admin password and print it, or read it from stdin
+  customstream export FILE.tar
+                         write the published stream (signed documents, keyring, every file once)
+                         to a tar archive for an air-gapped server ("-": stdout); the server may run
+  customstream import [--keyring FILE] FILE.tar
+                         verify an export (signatures, every size and sha256) and add its images,
+                         with the server stopped ("-": stdin)
 
 Configuration (environment):
 `
@@ -51,6 +57,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "password" {
 		return runPassword(args[1:], os.Stdin, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return runExport(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "import" {
+		return runImport(args[1:], os.Stdin, stdout, stderr)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage+config.Help())
@@ -104,6 +116,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := check.Options{Download: *download, Out: stdout}
+	if *download {
+		progress, finish := progressFor(stderr, "check --download")
+		defer finish()
+		opts.Progress = progress
+	}
 	if *keyringFile != "" {
 		data, err := os.ReadFile(*keyringFile)
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/customstream/customstream/internal/auth"
-	"github.com/customstream/customstream/internal/config"
 )
 
 const passwordUsage = `Usage:
@@ -23,9 +22,8 @@ func runPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, passwordUsage)
 		return 2
 	}
-	cfg, err := config.Load(os.Getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "customstream:", err)
+	cfg, ok := loadConfig(stderr)
+	if !ok {
 		return 2
 	}
 	if cfg.AdminPassword != "" {

@@ -29,6 +29,10 @@ type Options struct {
 	Download bool               // GET every item and check its size and sha256
 	Client   *http.Client       // nil means customstream's upstream clients (proxy from the environment)
 	Out      io.Writer          // the summary; nil means io.Discard
+	// Progress, with Download, receives the bytes of items checked out of
+	// the bytes listed, as they arrive; the last call has done == total
+	// (an item that failed counts as checked). nil means none.
+	Progress func(done, total int64)
 }
 
 // Result is the outcome of Run.
@@ -106,7 +110,7 @@ func Run(ctx context.Context, rawURL string, o Options) (*Result, error) {
 		res.verifySignatures(src.docs, keyring)
 	}
 	if o.Download {
-		res.download(ctx, dlClient, base, report.Items)
+		res.download(ctx, dlClient, base, report.Items, o.Progress)
 	}
 	res.printSummary(out, o.Download)
 	return res, nil
@@ -189,12 +193,23 @@ func (r *Result) verifySignatures(docs []document, keyring openpgp.EntityList) {
 }
 
 // download GETs every item with a listed size and sha256 and compares both.
-func (r *Result) download(ctx context.Context, client *http.Client, base *url.URL, items []simplestreams.ItemRef) {
+func (r *Result) download(ctx context.Context, client *http.Client, base *url.URL, items []simplestreams.ItemRef, progress func(done, total int64)) {
+	c := &counter{report: progress}
+	for _, it := range items {
+		if it.Size >= 0 && validSHA256(it.SHA256) {
+			c.total += it.Size
+		}
+	}
+	c.add(0)
 	for _, it := range items {
 		if it.Size < 0 || !validSHA256(it.SHA256) {
 			continue // the validator already reported the listing
 		}
-		n, sum, err := fetchItem(ctx, client, base.JoinPath(it.Path).String(), it.Size)
+		end := c.done + it.Size
+		c.limit = end
+		n, sum, err := fetchItem(ctx, client, base.JoinPath(it.Path).String(), it.Size, c)
+		// A short or failed item counts as checked: the last report is total of total.
+		c.add(end - c.done)
 		r.BytesChecked += n
 		r.ItemsChecked++
 		where := fmt.Sprintf("product %s version %s item %s", it.ProductID, it.Version, it.Key)
@@ -219,8 +234,29 @@ func (r *Result) addItemProblem(it simplestreams.ItemRef, where, format string, 
 	})
 }
 
-// fetchItem streams u through sha256, reading at most size+1 bytes, and returns the bytes read and the hex sum.
-func fetchItem(ctx context.Context, client *http.Client, u string, size int64) (int64, string, error) {
+// counter adds up the bytes of items checked and reports them.
+type counter struct {
+	done, total int64
+	limit       int64 // the end of the item being read
+	report      func(done, total int64)
+}
+
+func (c *counter) add(n int64) {
+	c.done += n
+	if c.report != nil {
+		c.report(c.done, c.total)
+	}
+}
+
+// Write counts what passes, up to the item's listed size, so that a
+// counter can sit beside the hash.
+func (c *counter) Write(p []byte) (int, error) {
+	c.add(min(int64(len(p)), c.limit-c.done))
+	return len(p), nil
+}
+
+// fetchItem streams u through sha256 (and c), reading at most size+1 bytes, and returns the bytes read and the hex sum.
+func fetchItem(ctx context.Context, client *http.Client, u string, size int64, c *counter) (int64, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, "", fmt.Errorf("get %s: %w", u, err)
@@ -234,7 +270,7 @@ func fetchItem(ctx context.Context, client *http.Client, u string, size int64) (
 		return 0, "", fmt.Errorf("status %s", resp.Status)
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, io.LimitReader(resp.Body, size+1))
+	n, err := io.Copy(io.MultiWriter(h, c), io.LimitReader(resp.Body, size+1))
 	if err != nil {
 		return n, "", fmt.Errorf("read %s: %w", u, err)
 	}

@@ -79,8 +79,16 @@ func TestCheckSignedTreeWithKeyringAndDownload(t *testing.T) {
 	tree := generate(t, key, nil)
 	srv := upstreamtest.NewServer(t, tree.Dir)
 
-	res, out := run(t, srv.URL+"/", Options{Keyring: openpgp.EntityList{key}, Download: true})
+	var updates [][2]int64
+	progress := func(done, total int64) { updates = append(updates, [2]int64{done, total}) }
+	res, out := run(t, srv.URL+"/", Options{Keyring: openpgp.EntityList{key}, Download: true, Progress: progress})
 	assert.True(t, res.OK(), out)
+	require.NotEmpty(t, updates, "progress is reported")
+	assert.Equal(t, [2]int64{0, res.BytesChecked}, updates[0], "the first report: nothing done out of every listed byte")
+	assert.Equal(t, [2]int64{res.BytesChecked, res.BytesChecked}, updates[len(updates)-1], "the last: all of it")
+	for i := 1; i < len(updates); i++ {
+		assert.GreaterOrEqual(t, updates[i][0], updates[i-1][0], "progress never goes back")
+	}
 	assert.Empty(t, res.Errors(), out)
 	assert.True(t, res.Signed)
 	assert.Equal(t, []string{fingerprint(key)}, res.Signers)

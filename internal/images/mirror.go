@@ -89,15 +89,8 @@ func MirrorPath(root, itemPath string) (string, error) {
 }
 
 func (v *MirrorVersion) check() error {
-	switch {
-	case !contentIDRE.MatchString(v.ContentID):
-		return fmt.Errorf("upstream content id %q is not usable as a file name", v.ContentID)
-	case !productIDRE.MatchString(v.ProductID):
-		return fmt.Errorf("upstream product id %q has characters MAAS would not accept", v.ProductID)
-	case !versionNameRE.MatchString(v.VersionName):
-		return fmt.Errorf("upstream version name %q of %s is not allowed", v.VersionName, v.ProductID)
-	case len(v.Items) == 0:
-		return fmt.Errorf("version %s of %s has no items", v.VersionName, v.ProductID)
+	if err := checkVersion(v.ContentID, v.ProductID, v.VersionName, len(v.Items)); err != nil {
+		return fmt.Errorf("upstream %w", err)
 	}
 	for _, it := range v.Items {
 		if !sha256RE.MatchString(it.SHA256) || it.Size < 0 {
@@ -105,6 +98,31 @@ func (v *MirrorVersion) check() error {
 		}
 	}
 	return nil
+}
+
+// checkVersion refuses ids and names that cannot be file names or that MAAS
+// would not accept, and a version without items.
+func checkVersion(contentID, productID, versionName string, items int) error {
+	switch {
+	case !contentIDRE.MatchString(contentID):
+		return fmt.Errorf("content id %q is not usable as a file name", contentID)
+	case !productIDRE.MatchString(productID):
+		return fmt.Errorf("product id %q has characters MAAS would not accept", productID)
+	case !versionNameRE.MatchString(versionName):
+		return fmt.Errorf("version name %q of %s is not allowed", versionName, productID)
+	case items == 0:
+		return fmt.Errorf("version %s of %s has no items", versionName, productID)
+	}
+	return nil
+}
+
+// withFields sets the image's descriptive fields from the fields its source
+// published for the product, and keeps those to publish them as they are.
+func withFields(img *store.Image, f map[string]string) *store.Image {
+	img.OS, img.Release, img.Arch, img.Subarch, img.Subarches = f["os"], f["release"], f["arch"], f["subarch"], f["subarches"]
+	img.Kflavor, img.Label, img.Version, img.ReleaseTitle = f["kflavor"], f["label"], f["version"], f["release_title"]
+	img.ReleaseCodename, img.SupportEOL, img.Fields = f["release_codename"], f["support_eol"], f
+	return img
 }
 
 // CreateMirror records a version to mirror, in state downloading, with its
@@ -115,14 +133,10 @@ func (s *Service) CreateMirror(v MirrorVersion, newJob NewJobFunc) (*store.Image
 	if err := v.check(); err != nil {
 		return nil, nil, err
 	}
-	img := &store.Image{
+	img := withFields(&store.Image{
 		ID: NewID(), ProductID: v.ProductID, ContentID: v.ContentID, Origin: v.Root, Kind: v.Kind,
-		OS: v.Fields["os"], Release: v.Fields["release"], Arch: v.Fields["arch"], Subarch: v.Fields["subarch"],
-		Subarches: v.Fields["subarches"], Kflavor: v.Fields["kflavor"], Label: v.Fields["label"],
-		Version: v.Fields["version"], ReleaseTitle: v.Fields["release_title"], ReleaseCodename: v.Fields["release_codename"],
-		SupportEOL: v.Fields["support_eol"], VersionName: v.VersionName, Fields: v.Fields,
-		Status: store.StatusDownloading, CreatedAt: s.now().UTC(), UpdatedAt: s.now().UTC(),
-	}
+		VersionName: v.VersionName, Status: store.StatusDownloading, CreatedAt: s.now().UTC(), UpdatedAt: s.now().UTC(),
+	}, v.Fields)
 	for _, it := range v.Items {
 		p, err := MirrorPath(v.Root, it.Path)
 		if err != nil {

@@ -93,24 +93,7 @@ func (img *Image) Size() int64 {
 // refusing a second version with the same product id and version name.
 func (s *Store) CreateImage(img *Image, job *Job) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		dup := false
-		err := tx.Bucket(bucketImages).ForEach(func(_, data []byte) error {
-			var other Image
-			if err := decode(data, &other); err != nil {
-				return err
-			}
-			if other.ProductID == img.ProductID && other.VersionName == img.VersionName {
-				dup = true
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if dup {
-			return fmt.Errorf("version %s of %s: %w", img.VersionName, img.ProductID, ErrConflict)
-		}
-		if err := put(tx, bucketImages, img.ID, img); err != nil {
+		if err := putNewImages(tx, []*Image{img}); err != nil {
 			return err
 		}
 		if job != nil {
@@ -118,6 +101,39 @@ func (s *Store) CreateImage(img *Image, job *Job) error {
 		}
 		return nil
 	})
+}
+
+// CreateImages stores several new image versions (without jobs) in one
+// transaction: all of them, or none when one would be a second version with
+// the same product id and version name.
+func (s *Store) CreateImages(imgs []*Image) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return putNewImages(tx, imgs) })
+}
+
+func putNewImages(tx *bolt.Tx, imgs []*Image) error {
+	taken := map[[2]string]bool{}
+	err := tx.Bucket(bucketImages).ForEach(func(_, data []byte) error {
+		var other Image
+		if err := decode(data, &other); err != nil {
+			return err
+		}
+		taken[[2]string{other.ProductID, other.VersionName}] = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		key := [2]string{img.ProductID, img.VersionName}
+		if taken[key] {
+			return fmt.Errorf("version %s of %s: %w", img.VersionName, img.ProductID, ErrConflict)
+		}
+		taken[key] = true
+		if err := put(tx, bucketImages, img.ID, img); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GetImage returns one image by id.

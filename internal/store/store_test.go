@@ -52,6 +52,31 @@ func TestCreateImageRefusesDuplicateVersion(t *testing.T) {
 	assert.Equal(t, int64(15), imgs[0].Size())
 }
 
+func TestCreateImagesAllOrNothing(t *testing.T) {
+	s := openTemp(t)
+	a, _ := newImage("a", "p1", "v1")
+	b, _ := newImage("b", "p2", "v1")
+	require.NoError(t, s.CreateImages([]*Image{a, b}))
+
+	c, _ := newImage("c", "p3", "v1")
+	dup, _ := newImage("d", "p1", "v1")
+	assert.ErrorIs(t, s.CreateImages([]*Image{c, dup}), ErrConflict, "p1 v1 exists")
+	twice, _ := newImage("e", "p4", "v1")
+	again, _ := newImage("f", "p4", "v1")
+	assert.ErrorIs(t, s.CreateImages([]*Image{twice, again}), ErrConflict, "one batch holds p4 v1 twice")
+
+	imgs, err := s.ListImages()
+	require.NoError(t, err)
+	var ids []string
+	for _, img := range imgs {
+		ids = append(ids, img.ID)
+	}
+	assert.Equal(t, []string{"a", "b"}, ids, "a refused batch stores nothing")
+	jobs, err := s.UnfinishedJobs()
+	require.NoError(t, err)
+	assert.Empty(t, jobs, "no job comes with them")
+}
+
 func TestFinishJobFirstResultWins(t *testing.T) {
 	s := openTemp(t)
 	img, job := newImage("a", "p1", "v1")

@@ -38,7 +38,7 @@ func (c *Catalog) Entries() []Entry {
 			out = append(out, Entry{
 				ContentID:     cid,
 				ProductID:     id,
-				Kind:          productKind(p),
+				Kind:          ProductKind(p),
 				Fields:        maps.Clone(p.Fields),
 				LatestVersion: latest,
 				Size:          versionSize(p.Versions[latest]),
@@ -56,9 +56,9 @@ func (c *Catalog) Entries() []Entry {
 	return out
 }
 
-// productKind classifies a product the way MAAS 3.8 does: a bootloader-type field
+// ProductKind classifies a product the way MAAS 3.8 does: a bootloader-type field
 // or archive item wins, then kernel/initrd items, then single-file root items.
-func productKind(p simplestreams.Product) string {
+func ProductKind(p simplestreams.Product) string {
 	if _, ok := p.Fields["bootloader-type"]; ok {
 		return KindBootloader
 	}
