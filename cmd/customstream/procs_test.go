@@ -214,6 +214,9 @@ func (s *server) env() []string {
 		"CUSTOMSTREAM_API_TOKEN=" + s.token,
 		"CUSTOMSTREAM_MAX_UPLOAD=1GiB",
 		"CUSTOMSTREAM_LOG_LEVEL=debug",
+		// /healthz fails below the minimum free space (default 1 GiB): the
+		// tests run on nearly full disks too (a 64 MiB tmpfs, CI machines).
+		"CUSTOMSTREAM_MIN_FREE=1MiB",
 	}, s.extra...)
 }
 

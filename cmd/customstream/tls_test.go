@@ -59,7 +59,7 @@ func TestTLS(t *testing.T) {
 	dataDir := t.TempDir()
 	addr := freeAddr(t)
 	env := []string{"PATH=" + os.Getenv("PATH"), "CUSTOMSTREAM_ADDR=" + addr, "CUSTOMSTREAM_DATA_DIR=" + dataDir,
-		"CUSTOMSTREAM_TLS_CERT=" + certFile, "CUSTOMSTREAM_TLS_KEY=" + keyFile}
+		"CUSTOMSTREAM_TLS_CERT=" + certFile, "CUSTOMSTREAM_TLS_KEY=" + keyFile, "CUSTOMSTREAM_MIN_FREE=1MiB"}
 
 	setPassword := exec.Command(binary, "password", "-")
 	setPassword.Env = env
