@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -207,4 +208,35 @@ func TestRequeueFailsArchivedJobs(t *testing.T) {
 	j, err := e.Store.GetJob(job.ID)
 	require.NoError(t, err)
 	assert.Equal(t, store.JobFailed, j.State)
+}
+
+// TestCanceledJobIsNotWorkedOn: a worker that picks up (or fails) a job an
+// admin canceled stops without a retry and without reporting a result.
+func TestCanceledJobIsNotWorkedOn(t *testing.T) {
+	e := newEnv(t)
+	_, job := e.upload(t, bootFiles(), bootMeta())
+	require.NoError(t, e.Progress.Cancel(context.Background(), job.ID))
+	err := e.runPending(t, QueueHash, job.ID, e.hash)
+	require.ErrorIs(t, err, asynq.SkipRetry)
+	assert.Contains(t, err.Error(), "canceled by an admin")
+	_, err = e.Inspector.GetTaskInfo(QueueResults, resultTaskID(job.ID))
+	assert.Error(t, err, "no result: the web process recorded the cancel itself")
+
+	err = failJob(context.Background(), e.Queue, e.Progress, job.ID, TypeHashImage, errors.New("stopped mid-file"))
+	require.ErrorIs(t, err, asynq.SkipRetry, "a canceled job that fails is not retried")
+}
+
+// TestShutdownIsNotAFailure: a task whose context a stopping worker
+// canceled is left to asynq to run again, even past its retries, and no
+// failure is reported.
+func TestShutdownIsNotAFailure(t *testing.T) {
+	e := newEnv(t)
+	_, job := e.upload(t, bootFiles(), bootMeta())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := failJob(ctx, e.Queue, e.Progress, job.ID, TypeHashImage, ctx.Err())
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, asynq.SkipRetry)
+	_, err = e.Inspector.GetTaskInfo(QueueResults, resultTaskID(job.ID))
+	assert.Error(t, err, "no failure reported")
 }

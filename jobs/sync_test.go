@@ -79,3 +79,27 @@ func TestSyncTaskIsUnique(t *testing.T) {
 	_, err = e.Queue.Enqueue(NewSyncTask())
 	assert.ErrorIs(t, err, asynq.ErrDuplicateTask)
 }
+
+// TestSyncRunIsRecordedAsAJob: each run with rules shows on the Jobs page,
+// failed when a rule failed; a run without rules records nothing.
+func TestSyncRunIsRecordedAsAJob(t *testing.T) {
+	e := newEnv(t)
+	h := &SyncHandler{Store: e.Store, Catalog: catalog.New(e.Store, upstream.New(upstream.Options{}), e.Log),
+		Images: e.Images, Queue: e.Queue, Log: e.Log}
+	require.NoError(t, h.ProcessTask(context.Background(), NewSyncTask()))
+	list, err := e.Store.ListJobs()
+	require.NoError(t, err)
+	assert.Empty(t, list, "no rule, no run to show")
+
+	require.NoError(t, e.Store.PutSyncRule(&store.SyncRule{ID: "r1", URL: "http://127.0.0.1:1/streams/v1/index.json",
+		Filters: []string{"arch=amd64"}, CreatedAt: time.Now()}))
+	require.NoError(t, h.ProcessTask(context.Background(), NewSyncTask()))
+	list, err = e.Store.ListJobs()
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, TypeSyncUpstreams, list[0].Type)
+	assert.Equal(t, "Sync 1 rule", list[0].Title)
+	assert.Equal(t, store.JobFailed, list[0].State, "the upstream cannot be reached")
+	assert.Contains(t, list[0].Error, "http://127.0.0.1:1/streams/v1/index.json")
+	assert.False(t, list[0].FinishedAt.IsZero())
+}

@@ -50,10 +50,7 @@ func TestMirrorFromSignedUpstream(t *testing.T) {
 	key, keyring := newUpstreamKey(t)
 	opts := upstreamtest.DefaultOptions()
 	opts.ItemSize = 256 << 10
-	tree, err := upstreamtest.Generate(t.TempDir(), opts)
-	require.NoError(t, err)
-	signTree(t, tree, key)
-	up := upstreamtest.NewServer(t, tree.Dir)
+	tree, up := signedUpstream(t, key, opts)
 	root := up.URL + "/"
 
 	srv := startMirrorServer(t, "all", t.TempDir(), "", "CUSTOMSTREAM_UPSTREAM_KEYRING="+keyring)
@@ -161,10 +158,7 @@ func TestMirrorDedupResumeAndMismatch(t *testing.T) {
 	opts.Versions = []string{"20250615"}
 	opts.SharedFraction = 0.5
 	opts.Seed = 7
-	tree, err := upstreamtest.Generate(t.TempDir(), opts)
-	require.NoError(t, err)
-	signTree(t, tree, key)
-	up := upstreamtest.NewServer(t, tree.Dir)
+	tree, up := signedUpstream(t, key, opts)
 	root := up.URL + "/"
 
 	rds := startRedis(t)
@@ -373,13 +367,10 @@ func TestMirrorDedupResumeAndMismatch(t *testing.T) {
 // its ga-20.04 boot product.
 func focalUpstream(t *testing.T, key *openpgp.Entity, itemSize int, seed int64) (*upstreamtest.Tree, *upstreamtest.Server, string) {
 	t.Helper()
-	tree, err := upstreamtest.Generate(t.TempDir(), upstreamtest.Options{
+	tree, up := signedUpstream(t, key, upstreamtest.Options{
 		Releases: []upstreamtest.Release{{Name: "focal", Version: "20.04", Codename: "Focal Fossa"}},
 		Arches:   []string{"amd64"}, Versions: []string{"20250801"}, ItemSize: itemSize, Seed: seed,
 	})
-	require.NoError(t, err)
-	signTree(t, tree, key)
-	up := upstreamtest.NewServer(t, tree.Dir)
 	product := findTreeProduct(t, tree, map[string]string{"os": "ubuntu", "release": "focal", "arch": "amd64", "subarch": "ga-20.04"})
 	return tree, up, product
 }
@@ -399,6 +390,15 @@ func newUpstreamKey(t *testing.T) (*openpgp.Entity, string) {
 	path := filepath.Join(t.TempDir(), "upstream-keyring.asc")
 	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
 	return key, path
+}
+
+// signedUpstream generates a tree with opts, signs it with key and serves it.
+func signedUpstream(t *testing.T, key *openpgp.Entity, opts upstreamtest.Options) (*upstreamtest.Tree, *upstreamtest.Server) {
+	t.Helper()
+	tree, err := upstreamtest.Generate(t.TempDir(), opts)
+	require.NoError(t, err)
+	signTree(t, tree, key)
+	return tree, upstreamtest.NewServer(t, tree.Dir)
 }
 
 func signTree(t *testing.T, tree *upstreamtest.Tree, key *openpgp.Entity) {

@@ -93,10 +93,7 @@ func TestTransferBetweenServers(t *testing.T) {
 	key, upstreamKeyring := newUpstreamKey(t)
 	opts := upstreamtest.DefaultOptions()
 	opts.ItemSize = 128 << 10
-	tree, err := upstreamtest.Generate(t.TempDir(), opts)
-	require.NoError(t, err)
-	signTree(t, tree, key)
-	up := upstreamtest.NewServer(t, tree.Dir)
+	tree, up := signedUpstream(t, key, opts)
 	root := up.URL + "/"
 
 	source := t.TempDir()

@@ -173,39 +173,6 @@ func (s *Store) DeleteJob(id string) error {
 	})
 }
 
-// PruneJobs removes the finished jobs that ended before cutoff and that no
-// image refers to any more, and returns how many.
-func (s *Store) PruneJobs(cutoff time.Time) (int, error) {
-	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		imgs, err := list[Image](tx, bucketImages)
-		if err != nil {
-			return err
-		}
-		current := map[string]bool{}
-		for _, img := range imgs {
-			current[img.JobID] = true
-		}
-		jobs, err := list[Job](tx, bucketJobs)
-		if err != nil {
-			return err
-		}
-		for _, job := range jobs {
-			if job.Finished() && job.FinishedAt.Before(cutoff) && !current[job.ID] {
-				if err := tx.Bucket(bucketJobs).Delete([]byte(job.ID)); err != nil {
-					return err
-				}
-				n++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("prune jobs: %w", err)
-	}
-	return n, nil
-}
-
 // UnfinishedJobs returns the jobs that still wait for a result.
 func (s *Store) UnfinishedJobs() ([]Job, error) {
 	jobs, err := s.ListJobs()

@@ -302,3 +302,13 @@ func TestAPITokensFromPortal(t *testing.T) {
 	resp, _ = e.postForm(t, "/tokens/"+tokens[0].ID+"/delete", nil)
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
+
+// TestFramingRefused: old browsers that ignore frame-ancestors still refuse
+// to frame the portal.
+func TestFramingRefused(t *testing.T) {
+	e := newTestEnv(t, 1024)
+	for _, path := range []string{"/login", "/images", "/streams/v1/index.json"} {
+		resp, _ := e.get(t, path)
+		assert.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
+	}
+}
