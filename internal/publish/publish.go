@@ -2,9 +2,9 @@
 // DATA/publish, atomically: item files are hard-linked from the blob store,
 // product files are written next, under names that hold their content's
 // hash, and the index last; its rename is the one moment the stream changes,
-// so a crash at any point leaves the old stream or the new one on disk. The
-// previous generation's product files stay one publish longer, for clients
-// that read the old index a moment ago; older files are removed only after
+// so a crash at any point leaves the old stream or the new one on disk.
+// Product files the index no longer names stay for docGrace, for clients
+// that read an older index a moment ago; other files are removed only after
 // the new index is in place.
 package publish
 
@@ -70,6 +70,9 @@ type Publisher struct {
 
 	mu    sync.Mutex // one publish at a time
 	files atomic.Pointer[map[string]Entry]
+	// retired holds the product files that left the index, with when:
+	// they stay served for docGrace.
+	retired map[string]time.Time
 
 	// sign, when set, writes a clearsigned .sjson beside every .json;
 	// keyring checks that kept signed copies are the current key's.
@@ -87,7 +90,7 @@ func (p *Publisher) SignWith(sign func([]byte) ([]byte, error), keyring openpgp.
 
 // New returns a publisher writing under dataDir/publish.
 func New(dataDir string, b *blobs.Store, log *slog.Logger) (*Publisher, error) {
-	p := &Publisher{dir: filepath.Join(dataDir, "publish"), blobs: b, log: log, now: time.Now}
+	p := &Publisher{dir: filepath.Join(dataDir, "publish"), blobs: b, log: log, now: time.Now, retired: map[string]time.Time{}}
 	if err := os.MkdirAll(filepath.Join(p.dir, StreamsDir), 0o755); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -159,22 +162,6 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	index := simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{}}
 	keep := map[string]bool{IndexPath: true}
 	prev := p.previousIndex()
-	for _, entry := range prev {
-		// The previous generation, still served until the next publish.
-		for _, rel := range []string{entry.Path, signedPath(entry.Path)} {
-			e, ok := (*p.files.Load())[rel]
-			if !ok {
-				// After a restart: what is on disk.
-				data, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(rel)))
-				if err != nil {
-					continue
-				}
-				e = entryOf(data)
-			}
-			served[rel] = e
-			keep[rel] = true
-		}
-	}
 	for _, doc := range docs {
 		var rel string
 		var e Entry
@@ -198,6 +185,7 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		served[rel] = e
 		keep[rel] = true
 	}
+	p.keepRetired(prev, keep, served)
 	// While the index switches, serve both the old and the new files.
 	union := make(map[string]Entry, len(served))
 	for k, v := range *p.files.Load() {
@@ -350,6 +338,42 @@ func ProductFields(img *store.Image) map[string]string {
 		f["support_eol"] = img.SupportEOL
 	}
 	return f
+}
+
+// docGrace is how long a product file stays after it leaves the index: a
+// client that read the old index (MAAS, sstream-mirror) asks for it a moment
+// later, and a mirror run may publish several times in between.
+const docGrace = 10 * time.Minute
+
+// keepRetired keeps (and serves) the product files of the previous index
+// that the new one no longer names, for docGrace after they left it.
+func (p *Publisher) keepRetired(prev map[string]*simplestreams.IndexEntry, keep map[string]bool, served map[string]Entry) {
+	now := p.now()
+	for _, entry := range prev {
+		for _, rel := range []string{entry.Path, signedPath(entry.Path)} {
+			if _, ok := p.retired[rel]; !ok && !keep[rel] {
+				p.retired[rel] = now
+			}
+		}
+	}
+	for rel, since := range p.retired {
+		if keep[rel] || now.Sub(since) >= docGrace {
+			delete(p.retired, rel)
+			continue
+		}
+		e, ok := (*p.files.Load())[rel]
+		if !ok {
+			// After a restart: what is on disk.
+			data, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(rel)))
+			if err != nil {
+				delete(p.retired, rel)
+				continue
+			}
+			e = entryOf(data)
+		}
+		served[rel] = e
+		keep[rel] = true
+	}
 }
 
 // docPath names a product file by its content id and the hash of its bytes:

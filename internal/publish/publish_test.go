@@ -150,6 +150,8 @@ func (f *fixture) docPath(t *testing.T, contentID string) string {
 
 func TestPublishRemovesDeletedVersionsAndEmptyFiles(t *testing.T) {
 	f := newFixture(t)
+	clock := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	f.pub.now = func() time.Time { return clock }
 	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
 	d := f.singleImage(t, "d", "20260101.01")
 	_, err := f.pub.Publish([]store.Image{a, d})
@@ -160,10 +162,16 @@ func TestPublishRemovesDeletedVersionsAndEmptyFiles(t *testing.T) {
 	_, err = f.pub.Publish([]store.Image{a})
 	require.NoError(t, err)
 	assert.Empty(t, f.docPath(t, "com.customstream:uploads:bases-download"), "never an empty product file")
-	assert.FileExists(t, singleDoc, "the previous generation stays one publish longer")
+	assert.FileExists(t, singleDoc, "a product file that left the index stays a while")
 	_, err = f.pub.Publish([]store.Image{a})
 	require.NoError(t, err)
-	assert.NoFileExists(t, singleDoc)
+	assert.FileExists(t, singleDoc, "for clients that read the old index, whatever publishes come between")
+	_, ok := f.pub.Lookup(strings.TrimPrefix(singleDoc, f.pub.Dir()+"/"))
+	assert.True(t, ok, "and is still served")
+	clock = clock.Add(docGrace)
+	_, err = f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	assert.NoFileExists(t, singleDoc, "until docGrace is over")
 	assert.NoFileExists(t, filepath.Join(f.pub.Dir(), d.Items[0].Path))
 	assert.NoDirExists(t, filepath.Join(f.pub.Dir(), "uploads/centos"), "empty directories go too")
 	rep := f.validate(t)
