@@ -16,10 +16,11 @@ func RegisterWorker(mux *asynq.ServeMux, hash *HashHandler, mirror *MirrorHandle
 }
 
 // RegisterWeb adds the handlers the web process runs.
-func RegisterWeb(mux *asynq.ServeMux, results *ResultHandler, sync *SyncHandler, log *slog.Logger) {
+func RegisterWeb(mux *asynq.ServeMux, results *ResultHandler, sync *SyncHandler, prune *PruneHandler, log *slog.Logger) {
 	mux.Use(logTasks(log))
 	mux.Handle(TypeJobResult, results)
 	mux.Handle(TypeSyncUpstreams, sync)
+	mux.Handle(TypePruneHistory, prune)
 }
 
 // slogAdapter lets asynq log through slog.

@@ -262,7 +262,8 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	tasks := &runningTasks{}
 	mux.Use(tasks.middleware)
 	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc},
-		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log}, log)
+		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log},
+		&jobs.PruneHandler{Store: st, Log: log}, log)
 	if err := results.Start(mux); err != nil {
 		return fmt.Errorf("start result consumer: %w", err)
 	}
@@ -272,6 +273,9 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	scheduler := asynq.NewScheduler(connOpt, &asynq.SchedulerOpts{Logger: jobs.Logger(log), LogLevel: asynq.WarnLevel})
 	if _, err := scheduler.Register(fmt.Sprintf("@every %s", cfg.SyncInterval), jobs.NewSyncTask()); err != nil {
 		return fmt.Errorf("schedule sync: %w", err)
+	}
+	if _, err := scheduler.Register(fmt.Sprintf("@every %s", jobs.PruneEvery), jobs.NewPruneTask()); err != nil {
+		return fmt.Errorf("schedule history prune: %w", err)
 	}
 	if err := scheduler.Start(); err != nil {
 		return fmt.Errorf("start scheduler: %w", err)

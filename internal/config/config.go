@@ -54,6 +54,43 @@ type Config struct {
 	// of the filesystem's size (CUSTOMSTREAM_MIN_FREE).
 	MinFreeBytes   int64
 	MinFreePercent float64
+
+	// env is each variable's value in effect, for Env.
+	env map[string]string
+}
+
+// EnvValue is one environment variable as the server read it.
+type EnvValue struct {
+	Name, Value, Default, Help string
+	// Set is true when the environment gave a value.
+	Set bool
+}
+
+// secretEnv are variables whose values are never shown.
+var secretEnv = map[string]bool{"CUSTOMSTREAM_API_TOKEN": true, "CUSTOMSTREAM_ADMIN_PASSWORD": true}
+
+// Env lists every variable with the value in effect, for the portal:
+// secrets show only whether they are set, and a Redis URL hides its password.
+func (c *Config) Env() []EnvValue {
+	out := make([]EnvValue, 0, len(settings))
+	for _, s := range settings {
+		raw, set := c.env[s.env]
+		v := EnvValue{Name: s.env, Default: s.def, Help: s.help, Set: set}
+		if !set {
+			raw = s.def
+		}
+		switch {
+		case secretEnv[s.env] && raw != "":
+			raw = "(set, not shown)"
+		case s.env == "REDIS_URL" && raw != "":
+			if u, err := url.Parse(raw); err == nil {
+				raw = u.Redacted()
+			}
+		}
+		v.Value = raw
+		out = append(out, v)
+	}
+	return out
 }
 
 // MinFreeOf returns the free-space threshold in bytes for a filesystem of
@@ -233,12 +270,14 @@ func Load(getenv func(string) string) (*Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	c := &Config{}
+	c := &Config{env: map[string]string{}}
 	var errs []error
 	for _, s := range settings {
 		v := strings.TrimSpace(getenv(s.env))
 		if v == "" {
 			v = s.def
+		} else {
+			c.env[s.env] = v
 		}
 		if err := s.set(c, v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.env, err))

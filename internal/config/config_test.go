@@ -121,3 +121,28 @@ func TestMinFree(t *testing.T) {
 		})
 	}
 }
+
+func TestEnvHidesSecrets(t *testing.T) {
+	c, err := Load(envOf(map[string]string{
+		"REDIS_URL":                   "redis://user:hunter2@127.0.0.1:6379/0",
+		"CUSTOMSTREAM_API_TOKEN":      "a-long-secret-token-value",
+		"CUSTOMSTREAM_ADMIN_PASSWORD": "correct horse battery",
+		"CUSTOMSTREAM_SYNC_INTERVAL":  "30m",
+	}))
+	require.NoError(t, err)
+	got := map[string]EnvValue{}
+	for _, v := range c.Env() {
+		got[v.Name] = v
+		assert.NotContains(t, v.Value, "hunter2", v.Name)
+		assert.NotContains(t, v.Value, "secret-token", v.Name)
+		assert.NotContains(t, v.Value, "horse", v.Name)
+	}
+	assert.Len(t, got, len(settings), "every variable is listed")
+	assert.Equal(t, EnvValue{Name: "CUSTOMSTREAM_SYNC_INTERVAL", Value: "30m", Default: "6h", Help: got["CUSTOMSTREAM_SYNC_INTERVAL"].Help, Set: true},
+		got["CUSTOMSTREAM_SYNC_INTERVAL"])
+	assert.Equal(t, "(set, not shown)", got["CUSTOMSTREAM_API_TOKEN"].Value)
+	assert.Equal(t, "redis://user:xxxxx@127.0.0.1:6379/0", got["REDIS_URL"].Value)
+	assert.Equal(t, ":8000", got["CUSTOMSTREAM_ADDR"].Value, "unset variables show their default")
+	assert.False(t, got["CUSTOMSTREAM_ADDR"].Set)
+	assert.Equal(t, "", got["CUSTOMSTREAM_TLS_CERT"].Value)
+}

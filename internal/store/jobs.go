@@ -187,3 +187,42 @@ func (s *Store) UnfinishedJobs() ([]Job, error) {
 	}
 	return out, nil
 }
+
+// PruneJobs deletes the jobs that finished before cutoff and returns how
+// many it deleted. The last job of a failed image stays, since retrying the
+// image goes through it.
+func (s *Store) PruneJobs(cutoff time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		jobs, err := list[Job](tx, bucketJobs)
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if !j.Finished() || !j.FinishedAt.Before(cutoff) || retryable(tx, &j) {
+				continue
+			}
+			if err := tx.Bucket(bucketJobs).Delete([]byte(j.ID)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune jobs: %w", err)
+	}
+	return n, nil
+}
+
+// retryable reports whether j is the last job of an image that failed.
+func retryable(tx *bolt.Tx, j *Job) bool {
+	if j.ImageID == "" || j.State == JobSucceeded {
+		return false
+	}
+	var img Image
+	if err := get(tx, bucketImages, j.ImageID, &img); err != nil {
+		return false
+	}
+	return img.JobID == j.ID && img.Status == StatusFailed
+}

@@ -21,6 +21,7 @@ var (
 	bucketSyncRules = []byte("sync_rules")
 	bucketSessions  = []byte("sessions")
 	bucketAPITokens = []byte("api_tokens")
+	bucketSettings  = []byte("settings")
 )
 
 // Errors callers tell apart.
@@ -46,7 +47,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules, bucketSessions, bucketAPITokens} {
+		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules, bucketSessions, bucketAPITokens, bucketSettings} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -28,3 +28,16 @@ func TestDuration(t *testing.T) {
 		})
 	}
 }
+
+func TestCoarse(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{0, "0 s"}, {59 * time.Second, "59 s"}, {-90 * time.Second, "1 min"}, {59 * time.Minute, "59 min"},
+		{5*time.Hour + 59*time.Minute, "5 h"}, {47 * time.Hour, "47 h"}, {72 * time.Hour, "3 days"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, Coarse(tt.in), tt.in)
+	}
+}

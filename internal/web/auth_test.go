@@ -190,7 +190,7 @@ func TestLoginAndLogout(t *testing.T) {
 		secure                      bool
 	}{
 		{"plain http", "/setup", "", "/setup", false},
-		{"behind an HTTPS proxy", "//evil.example/x", "https", "/images", true},
+		{"behind an HTTPS proxy", "//evil.example/x", "https", "/", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, _ := anon("POST", "/login", "user=admin&password="+url.QueryEscape(testPassword)+"&next="+url.QueryEscape(tt.next),

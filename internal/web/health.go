@@ -7,7 +7,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/customstream/customstream/internal/metrics"
 	"github.com/customstream/customstream/internal/units"
 )
 
@@ -29,15 +28,13 @@ func (h *handler) healthz(c *fiber.Ctx) error {
 		checks["redis"] = "ok"
 	}
 	answer := fiber.Map{"checks": checks}
-	d, err := metrics.DiskOf(h.Config.DataDir)
-	if err != nil {
-		checks["disk"], ok = err.Error(), false
+	if d := h.disk(); d.Error != "" {
+		checks["disk"], ok = d.Error, false
 	} else {
-		minFree := h.Config.MinFreeOf(d.Total)
-		answer["disk"] = fiber.Map{"free_bytes": d.Free, "total_bytes": d.Total, "min_free_bytes": minFree}
-		if d.Free < minFree {
+		answer["disk"] = fiber.Map{"free_bytes": d.Free, "total_bytes": d.Total, "min_free_bytes": d.MinFree}
+		if d.Level == "critical" {
 			checks["disk"], ok = fmt.Sprintf("%s free in the data directory, below the %s of CUSTOMSTREAM_MIN_FREE",
-				units.Bytes(d.Free), units.Bytes(minFree)), false
+				units.Bytes(d.Free), units.Bytes(d.MinFree)), false
 		} else {
 			checks["disk"] = "ok"
 		}

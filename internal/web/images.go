@@ -51,11 +51,6 @@ func (h *handler) imagesData(c *fiber.Ctx) (fiber.Map, error) {
 	return fiber.Map{"Images": rows, "Busy": busy}, nil
 }
 
-// showHome sends the portal's root to the images page.
-func (h *handler) showHome(c *fiber.Ctx) error {
-	return c.Redirect("/images", fiber.StatusFound)
-}
-
 // showImagesPage is the list of local images.
 func (h *handler) showImagesPage(c *fiber.Ctx) error {
 	data, err := h.imagesData(c)

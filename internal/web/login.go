@@ -94,7 +94,7 @@ func (h *handler) secureCookies(c *fiber.Ctx) bool {
 // site. Browsers read "//host" and "/\host" as other hosts, and drop tabs
 // and newlines first ("/\t/host"), so any of those falls back.
 func nextPage(next string) string {
-	const fallback = "/images"
+	const fallback = "/"
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/login") {
 		return fallback
 	}

@@ -3,6 +3,7 @@ package web
 import (
 	"html/template"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -33,6 +34,16 @@ func (h *handler) page(c *fiber.Ctx, name, title, nav string, data fiber.Map) er
 	return c.Render("pages/"+name, data, "layouts/base")
 }
 
+// region answers a form's post: htmx gets the form's region, a plain post
+// the whole page.
+func (h *handler) region(c *fiber.Ctx, status int, partial, page, title, nav string, data fiber.Map) error {
+	c.Status(status)
+	if isHTMX(c) {
+		return h.partial(c, partial, data)
+	}
+	return h.page(c, page, title, nav, data)
+}
+
 // partial renders one swappable region alone.
 func (h *handler) partial(c *fiber.Ctx, name string, data any) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
@@ -45,6 +56,8 @@ func templateFuncs() template.FuncMap {
 		"duration": units.Duration,
 		"rate":     func(perSecond float64) string { return units.Bytes(int64(perSecond)) + "/s" },
 		"join":     strings.Join,
+		"ago":      func(t time.Time) string { return units.Coarse(time.Since(t)) + " ago" },
+		"until":    func(t time.Time) string { return "in " + units.Coarse(time.Until(t)) },
 		// field bundles one text input's data for partials/upload_field;
 		// kind names the browser-side pattern, a first check before the
 		// server's own.

@@ -55,6 +55,8 @@ func (h *handler) routes(app *fiber.App) {
 	app.Post("/jobs/:id/retry", h.requireAdmin, h.checkCSRF, h.retryJob)
 	app.Post("/jobs/:id/delete", h.requireAdmin, h.checkCSRF, h.deleteJob)
 	app.Get("/setup", h.requireAdmin, h.showSetupPage)
+	app.Get("/settings", h.requireAdmin, h.showSettingsPage)
+	app.Post("/settings", h.requireAdmin, h.checkCSRF, h.saveSettings)
 	app.Get("/tokens", h.requireAdmin, h.showTokensPage)
 	app.Post("/tokens", h.requireAdmin, h.checkCSRF, h.createToken)
 	app.Post("/tokens/:id/delete", h.requireAdmin, h.checkCSRF, h.deleteToken)

@@ -39,11 +39,7 @@ func (h *handler) tokensRegion(c *fiber.Ctx, status int, created, message, nameE
 	if err != nil {
 		return err
 	}
-	c.Status(status)
-	if isHTMX(c) {
-		return h.partial(c, "tokens", data)
-	}
-	return h.page(c, "tokens", "API tokens", "tokens", data)
+	return h.region(c, status, "tokens", "tokens", "API tokens", "tokens", data)
 }
 
 // createToken makes a named token and shows it once; only its hash is kept.
