@@ -8,6 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/metrics"
 	"github.com/customstream/customstream/internal/publish"
 	"github.com/customstream/customstream/internal/store"
@@ -56,6 +57,7 @@ type dashboardData struct {
 	StoredFiles          int
 	Images               int
 	Uploaded, Mirrored   int
+	Imported             int
 	States               []statePanel
 	Products, Versions   int
 	Sync                 syncPanel
@@ -98,9 +100,12 @@ func (h *handler) dashboard(c *fiber.Ctx) (*dashboardData, error) {
 	for i := range imgs {
 		img := &imgs[i]
 		counts[img.Status]++
-		if img.Origin == store.OriginUpload {
+		switch {
+		case img.Origin == store.OriginUpload:
 			d.Uploaded++
-		} else {
+		case images.IsImport(img.Origin):
+			d.Imported++
+		default:
 			d.Mirrored++
 		}
 		if img.Status != store.StatusReady {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/units"
 	"github.com/customstream/customstream/jobs"
@@ -79,4 +80,16 @@ func TestDashboardWarnsOfAFullDisk(t *testing.T) {
 	assert.Contains(t, body, "CUSTOMSTREAM_MIN_FREE")
 	resp, _ := e.get(t, "/healthz")
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "the dashboard and /healthz agree")
+}
+
+func TestOriginText(t *testing.T) {
+	tests := map[string]string{
+		store.OriginUpload:       "uploaded",
+		"http://mirror.example/": "mirrored from http://mirror.example/",
+		images.ImportOrigin("0123456789ABCDEF0123456789ABCDEF01234567"): "imported from an archive signed by 89ABCDEF01234567",
+		images.ImportOrigin("ABCD"):                                     "imported from an archive signed by ABCD",
+	}
+	for in, want := range tests {
+		assert.Equal(t, want, originText(in), in)
+	}
 }

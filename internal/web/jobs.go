@@ -127,6 +127,11 @@ func (h *handler) showJobsPage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	settings, err := h.Store.GetSettings()
+	if err != nil {
+		return err
+	}
+	data["RetentionDays"] = settings.JobRetentionDays
 	return h.page(c, "jobs", "Jobs", "jobs", data)
 }
 

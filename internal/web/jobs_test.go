@@ -21,6 +21,7 @@ func TestJobsPageAndCancel(t *testing.T) {
 	resp, body := e.get(t, "/jobs")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, body, "No jobs yet", "an empty state that says what to do")
+	assert.Contains(t, body, "Finished jobs stay 30 days")
 
 	resp, body = e.upload(t, "/api/images/upload", bootFields(), bootFileParts())
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)

@@ -8,6 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/customstream/customstream/internal/images"
+	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/units"
 )
 
@@ -56,6 +57,7 @@ func templateFuncs() template.FuncMap {
 		"duration": units.Duration,
 		"rate":     func(perSecond float64) string { return units.Bytes(int64(perSecond)) + "/s" },
 		"join":     strings.Join,
+		"origin":   originText,
 		"ago":      func(t time.Time) string { return units.Coarse(time.Since(t)) + " ago" },
 		"until":    func(t time.Time) string { return "in " + units.Coarse(time.Until(t)) },
 		// field bundles one text input's data for partials/upload_field;
@@ -66,4 +68,20 @@ func templateFuncs() template.FuncMap {
 				"Pattern": images.InputPatterns[kind], "Value": form[name], "Error": errs[name]}
 		},
 	}
+}
+
+// originText says where a version came from, for people: an imported
+// one names the key that signed its archive by its last 16 digits, as gpg does.
+func originText(origin string) string {
+	switch {
+	case origin == store.OriginUpload:
+		return "uploaded"
+	case images.IsImport(origin):
+		fp := strings.TrimPrefix(origin, images.OriginImportPrefix)
+		if len(fp) > 16 {
+			fp = fp[len(fp)-16:]
+		}
+		return "imported from an archive signed by " + fp
+	}
+	return "mirrored from " + origin
 }
