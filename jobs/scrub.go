@@ -56,7 +56,7 @@ func NewScrubJob(jobID string, refs []images.BlobRef, total int64) (*store.Job, 
 		return nil, fmt.Errorf("scrub job %s: %w", jobID, err)
 	}
 	n := len(refs)
-	title := fmt.Sprintf("Scrub: re-hash %d file%s (%s) of the ready versions against their sha256", n, map[bool]string{true: "s"}[n != 1], units.Bytes(total))
+	title := fmt.Sprintf("Re-hash %d file%s (%s) of the ready versions against their sha256", n, map[bool]string{true: "s"}[n != 1], units.Bytes(total))
 	return &store.Job{ID: jobID, Type: TypeScrubBlobs, Title: title, State: store.JobQueued, Payload: data, Total: total,
 		CreatedAt: time.Now().UTC()}, nil
 }

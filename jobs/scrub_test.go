@@ -77,7 +77,7 @@ func TestScrubHandlerFindsDamage(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, started)
 			assert.Equal(t, img.Size(), job.Total)
-			assert.Contains(t, job.Title, "re-hash 4 files")
+			assert.Contains(t, job.Title, "Re-hash 4 files")
 			p := e.scrubResult(t, job)
 			require.NotNil(t, p.Scrub)
 			assert.Empty(t, p.Error)

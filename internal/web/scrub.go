@@ -2,8 +2,8 @@ package web
 
 import (
 	"fmt"
-	"time"
 	"log/slog"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 

@@ -104,7 +104,7 @@ func TestScrubTakesDamagedVersionsOutOfTheStream(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	assert.NotContains(t, body, "<html", "HTMX gets the table alone")
 	assert.Contains(t, body, "Scrub queued")
-	assert.Contains(t, body, "Scrub: re-hash")
+	assert.Contains(t, body, "Re-hash")
 	status, again := e.scrubAPI(t)
 	assert.Equal(t, http.StatusOK, status)
 	assert.False(t, again.Started)
@@ -162,7 +162,7 @@ func TestScrubAPIAndCancel(t *testing.T) {
 	status, ans := e.scrubAPI(t)
 	require.Equal(t, http.StatusAccepted, status)
 	require.True(t, ans.Started)
-	assert.Contains(t, ans.Job.Title, "re-hash 0 files (0 B)")
+	assert.Contains(t, ans.Job.Title, "Re-hash 0 files (0 B)")
 	_, body = e.get(t, "/jobs")
 	assert.Contains(t, body, "/jobs/"+ans.Job.ID+"/cancel", "a scrub can be canceled")
 
