@@ -380,3 +380,21 @@ func TestScrubLoopCountsFromTheLastScrub(t *testing.T) {
 		return nil
 	}, newEnv(t).Log)
 }
+
+func TestScrubFreesWhatWasDeletedWhileItRan(t *testing.T) {
+	e := newEnv(t)
+	up := newFileServer(t)
+	img := e.mirrorReady(t, up, "20250615", nil)
+	job, _, err := StartScrub(context.Background(), e.Images, e.Queue, e.Log)
+	require.NoError(t, err)
+	_, err = e.Images.Delete(img.ID)
+	require.NoError(t, err)
+	_, ok := e.Blobs.Has(img.Items[0].SHA256)
+	require.True(t, ok, "no collection while the scrub may read the file")
+
+	p := e.scrubResult(t, job)
+	assert.Empty(t, p.Scrub.Damaged)
+	require.NoError(t, e.runPending(t, QueueResults, resultTaskID(job.ID), e.results))
+	_, ok = e.Blobs.Has(img.Items[0].SHA256)
+	assert.False(t, ok, "freed once the scrub is recorded")
+}

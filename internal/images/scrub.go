@@ -179,9 +179,8 @@ func (s *Service) RecordScrub(jobID string, res ScrubResult, redownload NewJobFu
 			slog.String("version_name", img.VersionName), slog.String("status", img.Status), slog.String("error", img.Error))
 	}
 	s.log.Info("Scrub recorded", slog.String("job_id", jobID), slog.String("result", res.Summary()), slog.Int("versions_damaged", len(changed)))
-	if len(changed) == 0 {
-		return nil, nil
-	}
+	// Even with nothing damaged: the blobs of versions deleted while the
+	// scrub ran waited for it (no collection while a job runs).
 	return started, s.republish()
 }
 
