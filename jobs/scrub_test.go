@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -358,7 +359,7 @@ func TestScrubLoopCountsFromTheLastScrub(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ScrubLoop(ctx, time.Second, 10*time.Millisecond, list, start, newEnv(t).Log)
+		ScrubLoop(ctx, time.Second, 10*time.Millisecond, list, start, slog.New(slog.DiscardHandler))
 	}()
 	time.Sleep(300 * time.Millisecond)
 	mu.Lock()
@@ -378,7 +379,7 @@ func TestScrubLoopCountsFromTheLastScrub(t *testing.T) {
 	ScrubLoop(ctx, time.Millisecond, 5*time.Millisecond, failing, func(context.Context) error {
 		t.Error("no scrub without the history")
 		return nil
-	}, newEnv(t).Log)
+	}, slog.New(slog.DiscardHandler))
 }
 
 func TestScrubFreesWhatWasDeletedWhileItRan(t *testing.T) {
