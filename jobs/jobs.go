@@ -31,7 +31,9 @@ const (
 )
 
 // WorkerQueues are the queues a worker serves, with their priorities.
-func WorkerQueues() map[string]int { return map[string]int{QueueHash: 2, QueueMirror: 1} }
+func WorkerQueues() map[string]int {
+	return map[string]int{QueueHash: 3, QueueMirror: 2, QueueMaintenance: 1}
+}
 
 // WebQueues are the queues the web process serves.
 func WebQueues() map[string]int { return map[string]int{QueueResults: 3, QueueSync: 1} }
@@ -95,6 +97,8 @@ type ResultPayload struct {
 	Error string `json:"error,omitempty"`
 	// Items are a hash job's files, now in the blob store.
 	Items []images.HashedItem `json:"items,omitempty"`
+	// Scrub is a scrub's finding.
+	Scrub *images.ScrubResult `json:"scrub,omitempty"`
 }
 
 // NewResultTask returns the result task. Its TaskID derives from the job, so
@@ -117,6 +121,8 @@ func TaskFor(job store.Job) (*asynq.Task, error) {
 		return asynq.NewTask(TypeHashImage, job.Payload, hashOptions(job.ID)...), nil
 	case TypeMirrorImage:
 		return asynq.NewTask(TypeMirrorImage, job.Payload, mirrorOptions(job.ID)...), nil
+	case TypeScrubBlobs:
+		return asynq.NewTask(TypeScrubBlobs, job.Payload, scrubOptions(job.ID)...), nil
 	}
 	return nil, fmt.Errorf("job %s: unknown type %q", job.ID, job.Type)
 }
@@ -130,6 +136,8 @@ func QueueOf(jobType string) string {
 		return QueueMirror
 	case TypeSyncUpstreams:
 		return QueueSync
+	case TypeScrubBlobs:
+		return QueueMaintenance
 	}
 	return ""
 }
@@ -195,7 +203,7 @@ func Requeue(ctx context.Context, insp *asynq.Inspector, q Enqueuer, unfinished 
 }
 
 func findTask(insp *asynq.Inspector, id string) *asynq.TaskInfo {
-	for _, queue := range []string{QueueHash, QueueMirror} {
+	for _, queue := range []string{QueueHash, QueueMirror, QueueMaintenance} {
 		if info, err := insp.GetTaskInfo(queue, id); err == nil {
 			return info
 		}

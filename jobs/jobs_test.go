@@ -31,7 +31,7 @@ func newEnv(t *testing.T) *env {
 	e := testenv.New(t)
 	return &env{Env: e,
 		hash:    &HashHandler{Blobs: e.Blobs, Progress: e.Progress, Results: e.Queue, Log: e.Log},
-		results: &ResultHandler{Images: e.Images}}
+		results: &ResultHandler{Images: e.Images, Queue: e.Queue, Log: e.Log}}
 }
 
 // upload records an upload the way the web handler does and enqueues its job.

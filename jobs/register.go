@@ -9,10 +9,11 @@ import (
 )
 
 // RegisterWorker adds the handlers a worker runs.
-func RegisterWorker(mux *asynq.ServeMux, hash *HashHandler, mirror *MirrorHandler, log *slog.Logger) {
+func RegisterWorker(mux *asynq.ServeMux, hash *HashHandler, mirror *MirrorHandler, scrub *ScrubHandler, log *slog.Logger) {
 	mux.Use(logTasks(log))
 	mux.Handle(TypeHashImage, hash)
 	mux.Handle(TypeMirrorImage, mirror)
+	mux.Handle(TypeScrubBlobs, scrub)
 }
 
 // RegisterWeb adds the handlers the web process runs.

@@ -513,7 +513,8 @@ type apiJob struct {
 		Done  int64 `json:"done"`
 		Total int64 `json:"total"`
 	} `json:"progress"`
-	Error string `json:"error"`
+	Error  string `json:"error"`
+	Result string `json:"result"`
 }
 
 type apiImage struct {

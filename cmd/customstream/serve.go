@@ -40,6 +40,10 @@ import (
 // job is still known to Redis.
 const requeueEvery = 30 * time.Second
 
+// scrubCheckEvery is how often the web process looks whether the periodic
+// scrub is due.
+const scrubCheckEvery = time.Minute
+
 // metricsFlushEvery is how often a process sends its shared counters (bytes
 // downloaded) to Redis, where /metrics reads them.
 const metricsFlushEvery = 5 * time.Second
@@ -197,7 +201,8 @@ func startWorker(ctx context.Context, cfg *config.Config, connOpt asynq.RedisCon
 	downloader := &mirror.Downloader{Client: client, Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
 	jobs.RegisterWorker(mux,
 		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log},
-		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log}, log)
+		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log},
+		&jobs.ScrubHandler{Blobs: b, Progress: tracker, Results: queue, Log: log}, log)
 	if err := srv.Start(mux); err != nil {
 		return nil, nil, fmt.Errorf("start worker: %w", err)
 	}
@@ -261,7 +266,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	mux := asynq.NewServeMux()
 	tasks := &runningTasks{}
 	mux.Use(tasks.middleware)
-	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc},
+	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc, Queue: queue, Log: log},
 		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log},
 		&jobs.PruneHandler{Store: st, Log: log}, log)
 	if err := results.Start(mux); err != nil {
@@ -293,6 +298,18 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		}, log)
 	}()
 	defer func() { stopRequeue(); <-requeueDone }()
+	if cfg.ScrubInterval > 0 {
+		scrubCtx, stopScrubs := context.WithCancel(ctx)
+		scrubDone := make(chan struct{})
+		go func() {
+			defer close(scrubDone)
+			jobs.ScrubLoop(scrubCtx, cfg.ScrubInterval, scrubCheckEvery, st.ListJobs, func(ctx context.Context) error {
+				_, _, err := jobs.StartScrub(ctx, svc, queue, log)
+				return err
+			}, log)
+		}()
+		defer func() { stopScrubs(); <-scrubDone }()
+	}
 
 	app := web.New(web.Deps{
 		Config: cfg, Store: st, Blobs: b, Images: svc, Catalog: catalogs, Publisher: pub, Queue: queue, Progress: tracker, Signer: signer,

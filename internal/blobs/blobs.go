@@ -216,14 +216,25 @@ func HashFileContext(ctx context.Context, path string, progress func(done int64)
 		return "", 0, fmt.Errorf("hash: %w", err)
 	}
 	defer f.Close()
+	sum, n, err := HashReader(ctx, f, progress)
+	if err != nil {
+		return "", 0, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return sum, n, nil
+}
+
+// HashReader returns the sha256 and length of what r holds, calling
+// progress (which may be nil) with the bytes read so far; it stops with
+// ctx's error once ctx ends.
+func HashReader(ctx context.Context, r io.Reader, progress func(done int64)) (string, int64, error) {
 	h := sha256.New()
 	buf := make([]byte, hashBufSize)
 	var done int64
 	for {
 		if err := ctx.Err(); err != nil {
-			return "", 0, fmt.Errorf("hash %s: %w", path, err)
+			return "", 0, err
 		}
-		n, err := f.Read(buf)
+		n, err := r.Read(buf)
 		if n > 0 {
 			h.Write(buf[:n])
 			done += int64(n)
@@ -235,7 +246,7 @@ func HashFileContext(ctx context.Context, path string, progress func(done int64)
 			break
 		}
 		if err != nil {
-			return "", 0, fmt.Errorf("hash %s: %w", path, err)
+			return "", 0, err
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), done, nil

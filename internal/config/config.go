@@ -43,6 +43,8 @@ type Config struct {
 	UpstreamAllow []string
 	// SyncInterval is how often sync rules run.
 	SyncInterval time.Duration
+	// ScrubInterval is how often every blob is re-hashed; 0 turns it off.
+	ScrubInterval time.Duration
 	// UpstreamKeyring is a keyring file verifying signed upstreams; empty
 	// means the Ubuntu cloud image key built in.
 	UpstreamKeyring string
@@ -224,6 +226,14 @@ var settings = []setting{
 		c.SyncInterval = d.Truncate(time.Second)
 		return nil
 	}},
+	{"CUSTOMSTREAM_SCRUB_INTERVAL", "7d", "how often a scrub re-hashes every file (e.g. 7d, 36h); 0 turns it off", func(c *Config, v string) error {
+		d, err := parseDays(v)
+		if err != nil || (d != 0 && d < time.Minute) {
+			return fmt.Errorf("want 0 (off) or a duration of at least 1m, such as 7d or 36h, got %q", v)
+		}
+		c.ScrubInterval = d.Truncate(time.Second)
+		return nil
+	}},
 	{"CUSTOMSTREAM_UPSTREAM_KEYRING", "", "keyring (armored or binary) for signed upstreams; empty: the Ubuntu cloud image key", func(c *Config, v string) error {
 		if v == "" {
 			return nil
@@ -287,6 +297,18 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
+}
+
+// parseDays is time.ParseDuration that also reads whole days: "7d".
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 || days > 3650 {
+			return 0, fmt.Errorf("bad number of days %q", v)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // readable checks that a configured file can be read; empty is fine.

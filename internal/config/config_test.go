@@ -2,6 +2,7 @@ package config
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -49,12 +50,35 @@ func TestLoadErrors(t *testing.T) {
 		{"log format", "CUSTOMSTREAM_LOG_FORMAT", "xml", "CUSTOMSTREAM_LOG_FORMAT: want text or json"},
 		{"allow list", "CUSTOMSTREAM_UPSTREAM_ALLOW", "images.maas.io,http://x/", "CUSTOMSTREAM_UPSTREAM_ALLOW: want host names"},
 		{"sync interval", "CUSTOMSTREAM_SYNC_INTERVAL", "10s", "CUSTOMSTREAM_SYNC_INTERVAL: want a duration of at least 1m"},
+		{"scrub interval short", "CUSTOMSTREAM_SCRUB_INTERVAL", "10s", "CUSTOMSTREAM_SCRUB_INTERVAL: want 0 (off) or a duration of at least 1m"},
+		{"scrub interval days", "CUSTOMSTREAM_SCRUB_INTERVAL", "1.5d", "CUSTOMSTREAM_SCRUB_INTERVAL: want 0 (off)"},
+		{"scrub interval negative", "CUSTOMSTREAM_SCRUB_INTERVAL", "-7d", "CUSTOMSTREAM_SCRUB_INTERVAL: want 0 (off)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Load(envOf(map[string]string{tt.env: tt.value}))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestScrubInterval(t *testing.T) {
+	tests := []struct {
+		value string
+		want  time.Duration
+	}{
+		{"", 7 * 24 * time.Hour},
+		{"0", 0},
+		{"1d", 24 * time.Hour},
+		{"36h", 36 * time.Hour},
+		{"90m", 90 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			c, err := Load(envOf(map[string]string{"CUSTOMSTREAM_SCRUB_INTERVAL": tt.value}))
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, c.ScrubInterval)
 		})
 	}
 }

@@ -15,6 +15,10 @@ const (
 	StatusDownloading = "downloading"
 	StatusReady       = "ready"
 	StatusFailed      = "failed"
+	// StatusDamaged is a version a scrub found a damaged file in, that
+	// cannot be downloaded again (an upload, an import): out of the stream
+	// until an admin deletes it or uploads it again.
+	StatusDamaged = "damaged"
 )
 
 // Image kinds: a kernel-booted multi-file image, a single-file root image,

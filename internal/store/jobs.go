@@ -28,9 +28,11 @@ type Job struct {
 	Type    string `json:"type"`
 	ImageID string `json:"image_id"`
 	// Title says what the job works on, for people.
-	Title      string    `json:"title"`
-	State      string    `json:"state"`
-	Error      string    `json:"error"`
+	Title string `json:"title"`
+	State string `json:"state"`
+	Error string `json:"error"`
+	// Result sums up what a finished maintenance job found.
+	Result     string    `json:"result,omitempty"`
 	Payload    []byte    `json:"payload"`
 	Done       int64     `json:"done"`
 	Total      int64     `json:"total"`
@@ -189,8 +191,9 @@ func (s *Store) UnfinishedJobs() ([]Job, error) {
 }
 
 // PruneJobs deletes the jobs that finished before cutoff and returns how
-// many it deleted. The last job of a failed image stays, since retrying the
-// image goes through it.
+// many it deleted. Two kinds stay: the last job of a failed image, since
+// retrying the image goes through it, and the newest finished job of each
+// type, since the dashboard and the scrub schedule read the last run.
 func (s *Store) PruneJobs(cutoff time.Time) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -198,8 +201,16 @@ func (s *Store) PruneJobs(cutoff time.Time) (int, error) {
 		if err != nil {
 			return err
 		}
-		for _, j := range jobs {
-			if !j.Finished() || !j.FinishedAt.Before(cutoff) || retryable(tx, &j) {
+		newest := map[string]*Job{}
+		for i := range jobs {
+			j := &jobs[i]
+			if cur := newest[j.Type]; j.Finished() && (cur == nil || j.FinishedAt.After(cur.FinishedAt)) {
+				newest[j.Type] = j
+			}
+		}
+		for i := range jobs {
+			j := &jobs[i]
+			if !j.Finished() || !j.FinishedAt.Before(cutoff) || newest[j.Type] == j || retryable(tx, j) {
 				continue
 			}
 			if err := tx.Bucket(bucketJobs).Delete([]byte(j.ID)); err != nil {
@@ -225,4 +236,60 @@ func retryable(tx *bolt.Tx, j *Job) bool {
 		return false
 	}
 	return img.JobID == j.ID && img.Status == StatusFailed
+}
+
+// FinishScrub records a scrub's outcome. In one transaction damage sees
+// every image and returns whether it changed it and, when the image is to be
+// downloaded again, the new job to record; then finish sets the scrub job's
+// state, error and result. The first result wins, as with FinishJob. It
+// returns the changed images and the new jobs.
+func (s *Store) FinishScrub(jobID string, damage func(img *Image) (bool, *Job, error), finish func(job *Job)) ([]Image, []Job, error) {
+	var changed []Image
+	var started []Job
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		changed, started = nil, nil
+		var job Job
+		if err := get(tx, bucketJobs, jobID, &job); err != nil {
+			return err
+		}
+		if job.Finished() {
+			return fmt.Errorf("job %s: %w", jobID, ErrFinished)
+		}
+		imgs, err := list[Image](tx, bucketImages)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		for i := range imgs {
+			img := &imgs[i]
+			ok, newJob, err := damage(img)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			img.UpdatedAt = now
+			if err := put(tx, bucketImages, img.ID, img); err != nil {
+				return err
+			}
+			changed = append(changed, *img)
+			if newJob != nil {
+				if err := put(tx, bucketJobs, newJob.ID, newJob); err != nil {
+					return err
+				}
+				started = append(started, *newJob)
+			}
+		}
+		finish(&job)
+		job.FinishedAt = now
+		if job.Total > 0 && job.State != JobCanceled {
+			job.Done = job.Total
+		}
+		return put(tx, bucketJobs, job.ID, &job)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return changed, started, nil
 }

@@ -59,9 +59,11 @@ func TestPruneJobs(t *testing.T) {
 	_, err := s.RestartImage("old-replaced", "job-old-replaced", StatusDownloading,
 		&Job{ID: "job-retry", Type: "image:mirror", ImageID: "old-replaced", State: JobQueued, CreatedAt: now})
 	require.NoError(t, err)
-	sync := &Job{ID: "old-sync", Type: "upstream:sync", State: JobRunning, CreatedAt: now.AddDate(0, 0, -41)}
-	require.NoError(t, s.PutJob(sync))
-	finish("old-sync", JobSucceeded, now.AddDate(0, 0, -41))
+	// Of two old sync runs, the newer stays: the last run of each type is kept.
+	for id, days := range map[string]int{"old-sync": -41, "older-sync": -50} {
+		require.NoError(t, s.PutJob(&Job{ID: id, Type: "upstream:sync", State: JobRunning, CreatedAt: now.AddDate(0, 0, days)}))
+		finish(id, JobSucceeded, now.AddDate(0, 0, days))
+	}
 
 	n, err := s.PruneJobs(now.AddDate(0, 0, -30))
 	require.NoError(t, err)
@@ -72,6 +74,6 @@ func TestPruneJobs(t *testing.T) {
 	for _, j := range jobs {
 		left = append(left, j.ID)
 	}
-	assert.ElementsMatch(t, []string{"job-old-failed", "job-new-ok", "job-running", "job-retry"}, left,
-		"old finished jobs go; recent, unfinished and a failed image's last job stay")
+	assert.ElementsMatch(t, []string{"job-old-failed", "job-new-ok", "job-running", "job-retry", "old-sync"}, left,
+		"old finished jobs go; recent and unfinished ones, a failed image's last job and each type's last run stay")
 }

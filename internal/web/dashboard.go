@@ -52,19 +52,23 @@ type workerPanel struct {
 
 // dashboardData is everything the home page shows.
 type dashboardData struct {
-	Disk                 diskPanel
-	Stored               int64
-	StoredFiles          int
-	Images               int
-	Uploaded, Mirrored   int
-	Imported             int
-	States               []statePanel
-	Products, Versions   int
-	Sync                 syncPanel
-	ActiveJobs           int
-	Failing              []store.Job
-	FailedImages         int
-	Workers              workerPanel
+	Disk               diskPanel
+	Stored             int64
+	StoredFiles        int
+	Images             int
+	Uploaded, Mirrored int
+	Imported           int
+	States             []statePanel
+	Products, Versions int
+	Sync               syncPanel
+	ActiveJobs         int
+	Failing            []store.Job
+	FailedImages       int
+	Workers            workerPanel
+	// LastScrub is the newest scrub job; NextScrub when the schedule runs
+	// one next (zero when it is off).
+	LastScrub            *store.Job
+	NextScrub            time.Time
 	SignedURL, IndexURL  string
 	KeyringURL, SetupURL string
 }
@@ -127,6 +131,7 @@ func (h *handler) dashboard(c *fiber.Ctx) (*dashboardData, error) {
 		{State: store.StatusDownloading, Label: "Downloading", Badge: "text-bg-primary"},
 		{State: store.StatusHashing, Label: "Hashing", Badge: "text-bg-info"},
 		{State: store.StatusFailed, Label: "Failed", Badge: "text-bg-danger"},
+		{State: store.StatusDamaged, Label: "Damaged", Badge: "text-bg-danger"},
 	} {
 		s.Count = counts[s.State]
 		d.States = append(d.States, s)
@@ -141,7 +146,10 @@ func (h *handler) dashboard(c *fiber.Ctx) (*dashboardData, error) {
 		return nil, err
 	}
 	since := time.Now().Add(-recentFailures)
-	for _, j := range all {
+	for i, j := range all {
+		if j.Type == jobs.TypeScrubBlobs && (d.LastScrub == nil || j.CreatedAt.After(d.LastScrub.CreatedAt)) {
+			d.LastScrub = &all[i]
+		}
 		switch {
 		case !j.Finished():
 			d.ActiveJobs++
@@ -151,6 +159,9 @@ func (h *handler) dashboard(c *fiber.Ctx) (*dashboardData, error) {
 	}
 	sort.Slice(d.Failing, func(i, j int) bool { return d.Failing[i].FinishedAt.After(d.Failing[j].FinishedAt) })
 	d.Workers = h.workers()
+	if h.Config.ScrubInterval > 0 && d.LastScrub != nil {
+		d.NextScrub = d.LastScrub.CreatedAt.Add(h.Config.ScrubInterval)
+	}
 
 	base, _ := h.baseURL(c)
 	d.SignedURL = base + "/" + publish.SignedIndexPath
@@ -220,6 +231,10 @@ func (h *handler) showHome(c *fiber.Ctx) error {
 		return err
 	}
 	data := fiber.Map{"D": d}
+	if sess := session(c); sess != nil {
+		// The scrub button is a plain form, also in the polled region.
+		data["CSRF"] = sess.CSRF
+	}
 	if isHTMX(c) {
 		return h.partial(c, "dashboard", data)
 	}

@@ -3,6 +3,8 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ func TestDashboard(t *testing.T) {
 	for _, want := range []string{
 		"<html", "Dashboard", "No worker is running", "Nothing is published yet", "No sync rules", "Get started",
 		"http://example.com/streams/v1/index.sjson", "http://example.com/keyring.gpg", "0 Ready", `hx-trigger="every 30s"`,
+		"No scrub yet", `name="csrf_token" value="` + e.csrf + `"`,
 	} {
 		assert.Contains(t, body, want)
 	}
@@ -71,6 +74,17 @@ func TestDashboard(t *testing.T) {
 	} {
 		assert.Contains(t, body, want)
 	}
+
+	// The dashboard's scrub button is a plain form: it lands on the Jobs page.
+	req := httptest.NewRequest(http.MethodPost, "/jobs/scrub", strings.NewReader(url.Values{"csrf_token": {e.csrf}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Cookie", e.cookie)
+	resp, body = doRaw(t, e.app, req)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
+	assert.Equal(t, "/jobs", resp.Header.Get("Location"))
+	_, body = e.get(t, "/", "HX-Request", "true")
+	assert.Contains(t, body, "Scrub queued: re-reading every file.")
+	assert.Contains(t, body, "1 <span class=\"fs-6 fw-normal text-secondary\">active")
 }
 
 func TestDashboardWarnsOfAFullDisk(t *testing.T) {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -20,6 +21,7 @@ type apiJob struct {
 	State      string      `json:"state"`
 	Progress   apiProgress `json:"progress"`
 	Error      string      `json:"error"`
+	Result     string      `json:"result,omitempty"`
 	CreatedAt  time.Time   `json:"created_at"`
 	FinishedAt *time.Time  `json:"finished_at,omitempty"`
 }
@@ -47,7 +49,14 @@ type jobRow struct {
 	CanCancel, CanRetry, CanDelete bool
 }
 
-var jobKinds = map[string]string{jobs.TypeHashImage: "Hash", jobs.TypeMirrorImage: "Mirror", jobs.TypeSyncUpstreams: "Sync"}
+var jobKinds = map[string]string{jobs.TypeHashImage: "Hash", jobs.TypeMirrorImage: "Mirror", jobs.TypeSyncUpstreams: "Sync",
+	jobs.TypeScrubBlobs: "Scrub"}
+
+// cancelable reports whether an admin may stop job: the worker jobs (an
+// image's hash or mirror, a scrub), not a sync run.
+func cancelable(job *store.Job) bool {
+	return !job.Finished() && (job.ImageID != "" || job.Type == jobs.TypeScrubBlobs)
+}
 
 func (h *handler) jobRow(c *fiber.Ctx, job store.Job, img *store.Image) jobRow {
 	r := jobRow{Job: job, Kind: jobKinds[job.Type], Finished: job.Finished()}
@@ -64,7 +73,7 @@ func (h *handler) jobRow(c *fiber.Ctx, job store.Job, img *store.Image) jobRow {
 	if r.Total > 0 {
 		r.Percent = int(r.Done * 100 / r.Total)
 	}
-	r.CanCancel = !r.Finished && job.ImageID != ""
+	r.CanCancel = cancelable(&job)
 	r.CanDelete = r.Finished
 	r.CanRetry = (job.State == store.JobFailed || job.State == store.JobCanceled) && job.Type == jobs.TypeMirrorImage &&
 		img != nil && img.JobID == job.ID
@@ -72,7 +81,7 @@ func (h *handler) jobRow(c *fiber.Ctx, job store.Job, img *store.Image) jobRow {
 }
 
 func (r *jobRow) api() apiJob {
-	out := apiJob{ID: r.ID, Type: r.Type, ImageID: r.ImageID, Title: r.Title, State: r.State, Error: r.Error,
+	out := apiJob{ID: r.ID, Type: r.Type, ImageID: r.ImageID, Title: r.Title, State: r.State, Error: r.Error, Result: r.Result,
 		Progress:  apiProgress{Done: r.Done, Total: r.Total, BytesPerSecond: int64(r.Rate), ETASeconds: int64(r.ETA.Seconds())},
 		CreatedAt: r.CreatedAt}
 	if r.Finished {
@@ -118,7 +127,7 @@ func (h *handler) jobsData(c *fiber.Ctx, message string) (fiber.Map, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fiber.Map{"Jobs": rows, "Active": active, "Show": filter, "Message": message}, nil
+	return fiber.Map{"Jobs": rows, "Active": active, "Show": filter, "Message": message, "ScrubSchedule": h.scrubSchedule()}, nil
 }
 
 // showJobsPage lists every job with its live progress.
@@ -172,16 +181,16 @@ func (h *handler) jobAction(c *fiber.Ctx, do func(id string) (string, error)) er
 	return h.partial(c, "job_rows", data)
 }
 
-// cancelJob stops a queued or running hash or mirror job; its image fails
-// with "canceled" and can be deleted or, when mirrored, retried.
+// cancelJob stops a queued or running hash, mirror or scrub job; an image's
+// fails with "canceled" and can be deleted or, when mirrored, retried.
 func (h *handler) cancelJob(c *fiber.Ctx) error {
 	return h.jobAction(c, func(id string) (string, error) {
 		job, err := h.Store.GetJob(id)
 		if err != nil {
 			return "", err
 		}
-		if job.ImageID == "" {
-			return "", errors.New("job " + id + " cannot be canceled")
+		if job.ImageID == "" && job.Type != jobs.TypeScrubBlobs {
+			return "", fmt.Errorf("job %s (%s) cannot be canceled: %w", id, jobKinds[job.Type], store.ErrConflict)
 		}
 		// The flag first: a worker that stops on the cancel must not retry.
 		if err := h.Progress.Cancel(c.Context(), id); err != nil {

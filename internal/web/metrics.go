@@ -16,7 +16,7 @@ func (h *handler) showMetrics(c *fiber.Ctx) error {
 	var buf bytes.Buffer
 	err := metrics.Write(c.Context(), &buf, metrics.Source{
 		Version: h.Version, DataDir: h.Config.DataDir, Redis: h.Counters, Log: h.Log,
-		Jobs: h.Store.ListJobs, JobTypes: []string{jobs.TypeHashImage, jobs.TypeMirrorImage},
+		Jobs: h.Store.ListJobs, JobTypes: []string{jobs.TypeHashImage, jobs.TypeMirrorImage, jobs.TypeScrubBlobs},
 	})
 	if err != nil {
 		return err

@@ -58,6 +58,7 @@ func templateFuncs() template.FuncMap {
 		"rate":     func(perSecond float64) string { return units.Bytes(int64(perSecond)) + "/s" },
 		"join":     strings.Join,
 		"origin":   originText,
+		"now":      time.Now,
 		"ago":      func(t time.Time) string { return units.Coarse(time.Since(t)) + " ago" },
 		"until":    func(t time.Time) string { return "in " + units.Coarse(time.Until(t)) },
 		// field bundles one text input's data for partials/upload_field;

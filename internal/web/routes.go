@@ -51,6 +51,7 @@ func (h *handler) routes(app *fiber.App) {
 	app.Post("/upstream/sync", h.requireAdmin, h.checkCSRF, h.syncNow)
 	app.Get("/jobs", h.requireAdmin, h.showJobsPage)
 	app.Get("/jobs/rows", h.requireAdmin, h.showJobRows)
+	app.Post("/jobs/scrub", h.requireAdmin, h.checkCSRF, h.scrubFromPortal)
 	app.Post("/jobs/:id/cancel", h.requireAdmin, h.checkCSRF, h.cancelJob)
 	app.Post("/jobs/:id/retry", h.requireAdmin, h.checkCSRF, h.retryJob)
 	app.Post("/jobs/:id/delete", h.requireAdmin, h.checkCSRF, h.deleteJob)
@@ -73,4 +74,5 @@ func (h *handler) routes(app *fiber.App) {
 	api.Post("/jobs/:id/cancel", h.cancelJob)
 	api.Post("/jobs/:id/retry", h.retryJob)
 	api.Delete("/jobs/:id", h.deleteJob)
+	api.Post("/scrub", h.scrubAPI)
 }

@@ -77,7 +77,7 @@ func newTestEnv(t *testing.T, maxUpload int64, opts ...func(*Deps)) *testEnv {
 	require.NoError(t, err)
 	return &testEnv{Env: e, app: app,
 		hash:    &jobs.HashHandler{Blobs: e.Blobs, Progress: e.Progress, Results: e.Queue, Log: e.Log},
-		results: &jobs.ResultHandler{Images: e.Images},
+		results: &jobs.ResultHandler{Images: e.Images, Queue: e.Queue, Log: e.Log},
 		cookie:  sessionCookie + "=" + id, csrf: sess.CSRF}
 }
 
