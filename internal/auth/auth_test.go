@@ -134,12 +134,16 @@ func TestSessions(t *testing.T) {
 	now = now.Add(SessionIdle + time.Minute)
 	_, err = s.Get(id)
 	assert.ErrorIs(t, err, ErrNoSession, "a day without use")
+	assert.NotErrorIs(t, err, ErrPasswordChanged)
 
 	id, _, err = s.Open(AdminUser, "192.0.2.1")
 	require.NoError(t, err)
 	require.NoError(t, SetPassword(dir, "another long password"))
 	_, err = s.Get(id)
 	assert.ErrorIs(t, err, ErrNoSession, "a new password ends every session")
+	assert.ErrorIs(t, err, ErrPasswordChanged, "and says why")
+	_, err = s.Get(id)
+	assert.NotErrorIs(t, err, ErrPasswordChanged, "once")
 
 	id, _, err = s.Open(AdminUser, "192.0.2.1")
 	require.NoError(t, err)

@@ -21,6 +21,7 @@ var (
 	bucketSyncRules = []byte("sync_rules")
 	bucketSessions  = []byte("sessions")
 	bucketAPITokens = []byte("api_tokens")
+	bucketAudit     = []byte("audit")
 )
 
 // Errors callers tell apart.
@@ -32,7 +33,8 @@ var (
 
 // Store wraps the bbolt database.
 type Store struct {
-	db *bolt.DB
+	db             *bolt.DB
+	auditRetention AuditRetention
 }
 
 // Open opens (or creates) the database at path, waiting at most timeout for
@@ -46,7 +48,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules, bucketSessions, bucketAPITokens} {
+		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules, bucketSessions, bucketAPITokens, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -57,7 +59,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, auditRetention: AuditRetention{MaxAge: DefaultAuditMaxAge, MaxEntries: DefaultAuditMaxEntries}}, nil
 }
 
 // Close closes the database.

@@ -3,6 +3,7 @@ package units
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -31,4 +32,38 @@ func Duration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dh %02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
+}
+
+// Ago returns how long ago something happened d before now, for people:
+// "just now", "5 minutes ago", "3 hours ago", "12 days ago".
+func Ago(d time.Duration) string {
+	count := func(n int, unit string) string {
+		if n == 1 {
+			return "1 " + unit + " ago"
+		}
+		return fmt.Sprintf("%d %ss ago", n, unit)
+	}
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return count(int(d/time.Minute), "minute")
+	case d < 24*time.Hour:
+		return count(int(d/time.Hour), "hour")
+	default:
+		return count(int(d/(24*time.Hour)), "day")
+	}
+}
+
+// Count returns n with thousands separators: "100,000".
+func Count(n int) string {
+	s := strconv.Itoa(n)
+	start := 0
+	if n < 0 {
+		start = 1
+	}
+	for i := len(s) - 3; i > start; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -28,3 +28,25 @@ func TestDuration(t *testing.T) {
 		})
 	}
 }
+
+func TestAgo(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Second, "just now"}, {59 * time.Second, "just now"}, {time.Minute, "1 minute ago"}, {119 * time.Minute, "1 hour ago"},
+		{59 * time.Minute, "59 minutes ago"}, {23 * time.Hour, "23 hours ago"}, {25 * time.Hour, "1 day ago"}, {400 * 24 * time.Hour, "400 days ago"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			assert.Equal(t, tt.want, Ago(tt.d))
+		})
+	}
+}
+
+func TestCount(t *testing.T) {
+	tests := map[int]string{0: "0", 999: "999", 1000: "1,000", 100000: "100,000", 1234567: "1,234,567", -1000: "-1,000", -999: "-999"}
+	for in, want := range tests {
+		assert.Equal(t, want, Count(in), in)
+	}
+}

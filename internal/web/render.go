@@ -45,6 +45,7 @@ func templateFuncs() template.FuncMap {
 		"duration": units.Duration,
 		"rate":     func(perSecond float64) string { return units.Bytes(int64(perSecond)) + "/s" },
 		"join":     strings.Join,
+		"ago":      units.Ago,
 		// field bundles one text input's data for partials/upload_field;
 		// kind names the browser-side pattern, a first check before the
 		// server's own.
