@@ -416,6 +416,7 @@ func TestPortalPages(t *testing.T) {
 		{"/images", "No images yet"},
 		{"/images/new", `hx-encoding="multipart/form-data"`},
 		{"/setup", "boot-sources create url=http://example.com/streams/v1/index.json keyring_filename=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg"},
+		{"/audit", "Nothing recorded yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -563,7 +564,7 @@ func TestPublishedSignaturesPassGpgvAndCheck(t *testing.T) {
 
 func TestPagesKeepToTheContentSecurityPolicy(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
-	for _, path := range []string{"/images", "/images/new", "/upstream", "/setup"} {
+	for _, path := range []string{"/images", "/images/new", "/upstream", "/setup", "/audit"} {
 		t.Run(path, func(t *testing.T) {
 			resp, body := e.get(t, path)
 			require.Equal(t, 200, resp.StatusCode)
