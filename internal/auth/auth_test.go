@@ -164,12 +164,20 @@ func TestLimiter(t *testing.T) {
 	ok, wait := l.Allow("a")
 	assert.False(t, ok)
 	assert.Equal(t, 10*time.Minute, wait)
+	assert.True(t, l.FirstRefusal("a"), "the lock-out is reported")
+	assert.False(t, l.FirstRefusal("a"), "once")
 	ok, _ = l.Allow("b")
 	assert.True(t, ok, "other addresses are not affected")
 
 	now = now.Add(10 * time.Minute)
 	ok, _ = l.Allow("a")
 	assert.True(t, ok, "the window is over")
+	for range 3 {
+		l.Fail("a")
+	}
+	ok, _ = l.Allow("a")
+	assert.False(t, ok)
+	assert.True(t, l.FirstRefusal("a"), "a new lock-out is reported again")
 
 	l.Fail("c")
 	l.Succeed("c")

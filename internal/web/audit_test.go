@@ -225,6 +225,14 @@ func TestAuditRecordsEveryAction(t *testing.T) {
 		})
 	}
 
+	// Further refusals in the same lock-out are not recorded one by one.
+	before := len(e.auditEntries(t))
+	for range 3 {
+		resp, _ := e.anonymous(t, http.MethodPost, "/login", url.Values{"user": {"admin"}, "password": {testPassword}})
+		require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	}
+	assert.Len(t, e.auditEntries(t), before, "a flood of refused logins cannot push the log out")
+
 	// Every action the audit page offers is covered here (the password
 	// change by its own test).
 	for _, g := range auditGroups {

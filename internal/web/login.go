@@ -47,8 +47,13 @@ func (h *handler) login(c *fiber.Ctx) error {
 		}
 		c.Set(fiber.HeaderRetryAfter, fmt.Sprint(int(wait.Seconds())+1))
 		h.Log.Warn("Login refused: too many failures", slog.String("remote_ip", ip))
-		h.auditAs(c, "", auditLogin, store.AuditRefused, user,
-			fmt.Sprintf("too many failed logins from this address: refused for %d more minute%s", minutes, plural(minutes)))
+		// Once per lock-out: a flood of attempts must not push the rest of
+		// the audit log out.
+		if h.logins.FirstRefusal(ip) {
+			h.auditAs(c, "", auditLogin, store.AuditRefused, user, fmt.Sprintf(
+				"too many failed logins from this address: locked out for %d minute%s; later attempts in that time are not recorded",
+				minutes, plural(minutes)))
+		}
 		return h.loginPage(c, fiber.StatusTooManyRequests,
 			fmt.Sprintf("Too many failed logins from your address: try again in %d minute%s.", minutes, plural(minutes)))
 	}
