@@ -55,10 +55,13 @@ type AuditQuery struct {
 	// Text is matched, ignoring case, in actor, action, target, detail,
 	// address and outcome.
 	Text string
-	// Before is the ID of the last entry already shown: the page starts
-	// after it.
+	// Before is the ID of the last entry already shown: the page holds
+	// older entries, newest first.
 	Before string
-	Limit  int
+	// After is the ID of the newest entry a collector has: the page holds
+	// newer entries, oldest first. At most one of Before and After.
+	After string
+	Limit int
 }
 
 // SetAuditRetention changes the bounds AppendAudit keeps; Open sets the
@@ -162,19 +165,34 @@ func pruneAudit(b *bolt.Bucket, now time.Time, r AuditRetention) (int, error) {
 	return n, nil
 }
 
-// ErrBadCursor is a page cursor that is no entry ID.
+// ErrBadCursor is a page cursor that is no entry ID, or both cursors.
 var ErrBadCursor = errors.New("not an audit entry id")
 
-// ListAudit returns a page of entries matching q, newest first, and the
-// cursor of the next page ("" on the last).
+// auditCursor decodes a page cursor; "" is none.
+func auditCursor(id string) ([]byte, error) {
+	if id == "" {
+		return nil, nil
+	}
+	k, err := hex.DecodeString(id)
+	if err != nil || len(k) != 16 {
+		return nil, fmt.Errorf("%q: %w", id, ErrBadCursor)
+	}
+	return k, nil
+}
+
+// ListAudit returns a page of entries matching q and the cursor of the next
+// page ("" on the last): newest first, or with q.After oldest first.
 func (s *Store) ListAudit(q AuditQuery) ([]AuditEntry, string, error) {
-	var start []byte
-	if q.Before != "" {
-		k, err := hex.DecodeString(q.Before)
-		if err != nil || len(k) != 16 {
-			return nil, "", fmt.Errorf("before %q: %w", q.Before, ErrBadCursor)
-		}
-		start = k
+	before, err := auditCursor(q.Before)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := auditCursor(q.After)
+	if err != nil {
+		return nil, "", err
+	}
+	if before != nil && after != nil {
+		return nil, "", fmt.Errorf("before and after together: %w", ErrBadCursor)
 	}
 	if q.Limit <= 0 {
 		q.Limit = 50
@@ -182,23 +200,31 @@ func (s *Store) ListAudit(q AuditQuery) ([]AuditEntry, string, error) {
 	text := strings.ToLower(q.Text)
 	out := []AuditEntry{}
 	next := ""
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAudit).Cursor()
 		var k, v []byte
-		if start == nil {
-			k, v = c.Last()
-		} else {
+		step := c.Prev
+		switch {
+		case after != nil:
+			step = c.Next
+			k, v = c.Seek(after)
+			if bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		case before != nil:
 			// Seek lands on the cursor's entry or the one after it (when
 			// the cursor's entry was pruned meanwhile, or there is none).
-			k, v = c.Seek(start)
+			k, v = c.Seek(before)
 			if k == nil {
 				k, v = c.Last()
 			}
-			for k != nil && bytes.Compare(k, start) >= 0 {
+			for k != nil && bytes.Compare(k, before) >= 0 {
 				k, v = c.Prev()
 			}
+		default:
+			k, v = c.Last()
 		}
-		for ; k != nil; k, v = c.Prev() {
+		for ; k != nil; k, v = step() {
 			var e AuditEntry
 			if err := decode(v, &e); err != nil {
 				return fmt.Errorf("audit %x: %w", k, err)

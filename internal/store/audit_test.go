@@ -83,9 +83,26 @@ func TestAuditOrderAndPages(t *testing.T) {
 		})
 	}
 
-	for _, bad := range []string{"zz", "00ff", "<script>"} {
-		_, _, err := s.ListAudit(AuditQuery{Before: bad})
-		assert.ErrorIs(t, err, ErrBadCursor, bad)
+	t.Run("after an entry, oldest first", func(t *testing.T) {
+		q := AuditQuery{After: entries[2].ID, Limit: 3}
+		for i, want := range [][]string{{"t3", "t4", "t5"}, {"t6", "t7", "t8"}} {
+			got, next, err := s.ListAudit(q)
+			require.NoError(t, err)
+			assert.Equal(t, want, auditTargets(got), "page %d", i)
+			q.After = next
+		}
+		assert.Empty(t, q.After, "the last page has no next")
+		got, _, err := s.ListAudit(AuditQuery{After: entries[8].ID})
+		require.NoError(t, err)
+		assert.Empty(t, got, "nothing newer than the newest")
+		got, _, err = s.ListAudit(AuditQuery{After: entries[0].ID, Action: "login"})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"t8"}, auditTargets(got), "filters apply")
+	})
+
+	for _, q := range []AuditQuery{{Before: "zz"}, {Before: "00ff"}, {After: "<script>"}, {Before: entries[0].ID, After: entries[1].ID}} {
+		_, _, err := s.ListAudit(q)
+		assert.ErrorIs(t, err, ErrBadCursor, "%+v", q)
 	}
 }
 

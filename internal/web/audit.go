@@ -101,7 +101,7 @@ func clip(s string) string {
 // auditQuery reads the filter of the page and the API; a bad one is a 400.
 func auditQuery(c *fiber.Ctx, limit int) (store.AuditQuery, error) {
 	q := store.AuditQuery{Action: strings.TrimSpace(c.Query("action")), Text: strings.TrimSpace(c.Query("q")),
-		Before: c.Query("before"), Limit: limit}
+		Before: c.Query("before"), After: c.Query("after"), Limit: limit}
 	if strings.IndexFunc(q.Action, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r == '_' || r == '.') }) >= 0 ||
 		len(q.Action) > 64 {
 		return q, fiber.NewError(fiber.StatusBadRequest, "action: want an action such as image.delete or a group such as image")
@@ -116,7 +116,7 @@ func auditQuery(c *fiber.Ctx, limit int) (store.AuditQuery, error) {
 func (h *handler) listAudit(q store.AuditQuery) ([]store.AuditEntry, string, error) {
 	entries, next, err := h.Store.ListAudit(q)
 	if errors.Is(err, store.ErrBadCursor) {
-		return nil, "", fiber.NewError(fiber.StatusBadRequest, "before: not an entry id from a previous page")
+		return nil, "", fiber.NewError(fiber.StatusBadRequest, "before, after: want the id of an entry from an earlier answer, and at most one of them")
 	}
 	return entries, next, err
 }
@@ -162,7 +162,8 @@ func (h *handler) showAuditRows(c *fiber.Ctx) error {
 }
 
 // listAuditAPI is GET /api/audit: the same filters, ?limit= (at most 1000)
-// and the cursor of the next page, for a SIEM to collect.
+// and the cursor of the next page, for a SIEM to collect; ?after= reads
+// forward from the last entry a collector has.
 func (h *handler) listAuditAPI(c *fiber.Ctx) error {
 	limit := 100
 	if v := c.Query("limit"); v != "" {

@@ -401,7 +401,7 @@ func TestAuditPage(t *testing.T) {
 		{"free text", "q=198.51.100", 200, []string{"session.login"}, []string{"token.revoke"}},
 		{"nothing matches", "action=job&q=x", 200, []string{"No entry matches", `href="/audit">show every entry`}, []string{"<table"}},
 		{"a bad action", "action=" + url.QueryEscape("<b>"), 400, []string{"action: want an action"}, nil},
-		{"a bad cursor", "before=zz", 400, []string{"before: not an entry id"}, nil},
+		{"a bad cursor", "before=zz", 400, []string{"before, after: want the id of an entry"}, nil},
 		{"a long search", "q=" + strings.Repeat("x", 201), 400, []string{"at most 200"}, nil},
 	}
 	for _, tt := range tests {
@@ -457,7 +457,37 @@ func TestAuditAPI(t *testing.T) {
 	assert.Empty(t, page.Next, "the last page")
 	assert.Contains(t, body, `"remote_addr"`)
 
-	for _, bad := range []string{"limit=0", "limit=1001", "limit=x", "before=xyz", "action=" + url.QueryEscape("a b")} {
+	// A collector reads forward from the last entry it has, oldest first.
+	resp, body = get("limit=1000")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &page))
+	require.Len(t, page.Entries, 5)
+	have := page.Entries[2].ID // token-2
+	names = nil
+	for query := "limit=1&after=" + have; ; {
+		resp, body = get(query)
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		page.Next = ""
+		require.NoError(t, json.Unmarshal([]byte(body), &page))
+		for _, en := range page.Entries {
+			names = append(names, en.Target)
+		}
+		if page.Next == "" {
+			break
+		}
+		query = "limit=1&after=" + page.Next
+	}
+	assert.Equal(t, []string{"token-3", "token-4"}, names)
+	resp, body = e.postForm(t, "/tokens", url.Values{"name": {"token-5"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	resp, body = get("after=" + page.Entries[len(page.Entries)-1].ID)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &page))
+	require.Len(t, page.Entries, 1, "only what came since")
+	assert.Equal(t, "token-5", page.Entries[0].Target)
+
+	both := "before=" + page.Entries[0].ID + "&after=" + page.Entries[0].ID
+	for _, bad := range []string{"limit=0", "limit=1001", "limit=x", "before=xyz", "after=00", both, "action=" + url.QueryEscape("a b")} {
 		resp, body := get(bad)
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, bad)
 		assert.Contains(t, body, `"error"`)
