@@ -439,44 +439,41 @@ func TestAuditAPI(t *testing.T) {
 		resp, body := e.postForm(t, "/tokens", url.Values{"name": {fmt.Sprint("token-", i)}})
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	}
-	var names []string
-	query := "limit=2&action=token"
-	for range 3 {
-		resp, body = get(query)
-		require.Equal(t, http.StatusOK, resp.StatusCode, body)
-		page.Next = ""
-		require.NoError(t, json.Unmarshal([]byte(body), &page))
-		for _, en := range page.Entries {
-			names = append(names, en.Target)
-			assert.Equal(t, "admin", en.Actor)
-			assert.Equal(t, store.AuditOK, en.Outcome)
+	// follow reads the pages of query from the cursor's first value, each
+	// next passed as the cursor, and returns their entries' targets.
+	follow := func(query, cursor, from string) []string {
+		var targets []string
+		for next := from; ; {
+			q := query
+			if next != "" {
+				q += "&" + cursor + "=" + next
+			}
+			resp, body := get(q)
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
+			page.Next = ""
+			require.NoError(t, json.Unmarshal([]byte(body), &page))
+			for _, en := range page.Entries {
+				targets = append(targets, en.Target)
+				assert.Equal(t, "admin", en.Actor)
+				assert.Equal(t, store.AuditOK, en.Outcome)
+				assert.NotEmpty(t, en.Remote)
+			}
+			if page.Next == "" {
+				return targets
+			}
+			next = page.Next
 		}
-		query = "limit=2&action=token&before=" + page.Next
 	}
-	assert.Equal(t, []string{"token-4", "token-3", "token-2", "token-1", "token-0"}, names)
-	assert.Empty(t, page.Next, "the last page")
-	assert.Contains(t, body, `"remote_addr"`)
-
-	// A collector reads forward from the last entry it has, oldest first.
+	assert.Equal(t, []string{"token-4", "token-3", "token-2", "token-1", "token-0"}, follow("limit=2&action=token", "before", ""))
 	resp, body = get("limit=1000")
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Contains(t, body, `"remote_addr"`)
 	require.NoError(t, json.Unmarshal([]byte(body), &page))
 	require.Len(t, page.Entries, 5)
+
+	// A collector reads forward from the last entry it has, oldest first.
 	have := page.Entries[2].ID // token-2
-	names = nil
-	for query := "limit=1&after=" + have; ; {
-		resp, body = get(query)
-		require.Equal(t, http.StatusOK, resp.StatusCode, body)
-		page.Next = ""
-		require.NoError(t, json.Unmarshal([]byte(body), &page))
-		for _, en := range page.Entries {
-			names = append(names, en.Target)
-		}
-		if page.Next == "" {
-			break
-		}
-		query = "limit=1&after=" + page.Next
-	}
+	names := follow("limit=1", "after", have)
 	assert.Equal(t, []string{"token-3", "token-4"}, names)
 	resp, body = e.postForm(t, "/tokens", url.Values{"name": {"token-5"}})
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
