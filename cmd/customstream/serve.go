@@ -223,6 +223,14 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		}
 		log.Info("Database closed")
 	}()
+	// Each new audit entry drops what falls outside the retention; this
+	// catches up at once when the bounds were lowered.
+	st.SetAuditRetention(store.AuditRetention{MaxAge: cfg.AuditMaxAge, MaxEntries: cfg.AuditMaxEntries})
+	if n, err := st.PruneAudit(time.Now()); err != nil {
+		log.Error("Unable to prune the audit log", slog.Any("error", err))
+	} else if n > 0 {
+		log.Info("Pruned the audit log", slog.Int("entries", n))
+	}
 	pub, err := publish.New(cfg.DataDir, b, log)
 	if err != nil {
 		return err

@@ -134,12 +134,16 @@ func TestSessions(t *testing.T) {
 	now = now.Add(SessionIdle + time.Minute)
 	_, err = s.Get(id)
 	assert.ErrorIs(t, err, ErrNoSession, "a day without use")
+	assert.NotErrorIs(t, err, ErrPasswordChanged)
 
 	id, _, err = s.Open(AdminUser, "192.0.2.1")
 	require.NoError(t, err)
 	require.NoError(t, SetPassword(dir, "another long password"))
 	_, err = s.Get(id)
 	assert.ErrorIs(t, err, ErrNoSession, "a new password ends every session")
+	assert.ErrorIs(t, err, ErrPasswordChanged, "and says why")
+	_, err = s.Get(id)
+	assert.NotErrorIs(t, err, ErrPasswordChanged, "once")
 
 	id, _, err = s.Open(AdminUser, "192.0.2.1")
 	require.NoError(t, err)
@@ -160,12 +164,20 @@ func TestLimiter(t *testing.T) {
 	ok, wait := l.Allow("a")
 	assert.False(t, ok)
 	assert.Equal(t, 10*time.Minute, wait)
+	assert.True(t, l.FirstRefusal("a"), "the lock-out is reported")
+	assert.False(t, l.FirstRefusal("a"), "once")
 	ok, _ = l.Allow("b")
 	assert.True(t, ok, "other addresses are not affected")
 
 	now = now.Add(10 * time.Minute)
 	ok, _ = l.Allow("a")
 	assert.True(t, ok, "the window is over")
+	for range 3 {
+		l.Fail("a")
+	}
+	ok, _ = l.Allow("a")
+	assert.False(t, ok)
+	assert.True(t, l.FirstRefusal("a"), "a new lock-out is reported again")
 
 	l.Fail("c")
 	l.Succeed("c")

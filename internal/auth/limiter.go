@@ -19,6 +19,8 @@ type Limiter struct {
 type failures struct {
 	count int
 	since time.Time
+	// reported is set once the lock-out has been reported.
+	reported bool
 }
 
 // maxTracked bounds the memory a flood of addresses can take; past it the
@@ -54,6 +56,21 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 		return false, left
 	}
 	return true, 0
+}
+
+// FirstRefusal reports whether key's lock-out is reported for the first
+// time in its window, and marks it reported: a flood of refused attempts
+// is recorded once, not once each.
+func (l *Limiter) FirstRefusal(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.failures[key]
+	if f == nil {
+		return true
+	}
+	first := !f.reported
+	f.reported = true
+	return first
 }
 
 // Fail records a failed attempt by key.

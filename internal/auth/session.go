@@ -19,6 +19,10 @@ const (
 // ErrNoSession is returned for a missing, expired or revoked session.
 var ErrNoSession = errors.New("no valid session")
 
+// ErrPasswordChanged is the ErrNoSession of a session opened before the
+// admin password changed: how the web process notices the change.
+var ErrPasswordChanged = fmt.Errorf("%w: the admin password has changed", ErrNoSession)
+
 // Sessions opens, checks and ends admin sessions stored in bbolt.
 type Sessions struct {
 	Store *store.Store
@@ -64,9 +68,13 @@ func (s *Sessions) Get(id string) (*store.Session, error) {
 		return nil, err
 	}
 	now := s.now()
-	if now.After(sess.ExpiresAt) || now.Sub(sess.CreatedAt) > SessionMaxAge || sess.Password != s.Admin.Fingerprint() {
+	if now.After(sess.ExpiresAt) || now.Sub(sess.CreatedAt) > SessionMaxAge {
 		_ = s.Store.DeleteSession(sess.Hash)
 		return nil, ErrNoSession
+	}
+	if sess.Password != s.Admin.Fingerprint() {
+		_ = s.Store.DeleteSession(sess.Hash)
+		return nil, ErrPasswordChanged
 	}
 	// Written at most every few minutes: every portal request reads it.
 	if now.Sub(sess.SeenAt) > sessionRefresh {

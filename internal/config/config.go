@@ -56,6 +56,10 @@ type Config struct {
 	// of the filesystem's size (CUSTOMSTREAM_MIN_FREE).
 	MinFreeBytes   int64
 	MinFreePercent float64
+	// AuditMaxAge and AuditMaxEntries bound the audit log: older entries,
+	// and the oldest beyond the count, are dropped.
+	AuditMaxAge     time.Duration
+	AuditMaxEntries int
 
 	// env is each variable's value in effect, for Env.
 	env map[string]string
@@ -270,6 +274,22 @@ var settings = []setting{
 			return fmt.Errorf("want a size such as 1GiB or a percentage such as 2%%, got %q", v)
 		}
 		c.MinFreeBytes = n
+		return nil
+	}},
+	{"CUSTOMSTREAM_AUDIT_DAYS", "365", "days the audit log keeps an entry", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 36500 {
+			return fmt.Errorf("want a whole number of days from 1 to 36500, got %q", v)
+		}
+		c.AuditMaxAge = time.Duration(n) * 24 * time.Hour
+		return nil
+	}},
+	{"CUSTOMSTREAM_AUDIT_MAX_ENTRIES", "100000", "entries the audit log keeps at most; the oldest go first", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 || n > 10_000_000 {
+			return fmt.Errorf("want a whole number from 100 to 10000000, got %q", v)
+		}
+		c.AuditMaxEntries = n
 		return nil
 	}},
 }

@@ -21,20 +21,26 @@ func TestLoadDefaults(t *testing.T) {
 	assert.Equal(t, int64(64<<30), c.MaxUploadSize)
 	assert.Equal(t, 4, c.WorkerConcurrency)
 	assert.Equal(t, "text", c.LogFormat)
+	assert.Equal(t, 365*24*time.Hour, c.AuditMaxAge)
+	assert.Equal(t, 100_000, c.AuditMaxEntries)
 }
 
 func TestLoadValues(t *testing.T) {
 	c, err := Load(envOf(map[string]string{
-		"CUSTOMSTREAM_ADDR":       "127.0.0.1:9000",
-		"REDIS_URL":               "redis://127.0.0.1:6379/2",
-		"CUSTOMSTREAM_PUBLIC_URL": "http://mirror.example:8000/",
-		"CUSTOMSTREAM_MAX_UPLOAD": "500MiB",
+		"CUSTOMSTREAM_ADDR":              "127.0.0.1:9000",
+		"REDIS_URL":                      "redis://127.0.0.1:6379/2",
+		"CUSTOMSTREAM_PUBLIC_URL":        "http://mirror.example:8000/",
+		"CUSTOMSTREAM_MAX_UPLOAD":        "500MiB",
+		"CUSTOMSTREAM_AUDIT_DAYS":        "90",
+		"CUSTOMSTREAM_AUDIT_MAX_ENTRIES": "5000",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", c.Addr)
 	assert.Equal(t, "redis://127.0.0.1:6379/2", c.RedisURL)
 	assert.Equal(t, "http://mirror.example:8000", c.PublicURL)
 	assert.Equal(t, int64(500<<20), c.MaxUploadSize)
+	assert.Equal(t, 90*24*time.Hour, c.AuditMaxAge)
+	assert.Equal(t, 5000, c.AuditMaxEntries)
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -53,6 +59,8 @@ func TestLoadErrors(t *testing.T) {
 		{"scrub interval short", "CUSTOMSTREAM_SCRUB_INTERVAL", "10s", "CUSTOMSTREAM_SCRUB_INTERVAL: want 0 (off) or a duration of at least 1m"},
 		{"scrub interval days", "CUSTOMSTREAM_SCRUB_INTERVAL", "1.5d", "CUSTOMSTREAM_SCRUB_INTERVAL: want 0 (off)"},
 		{"scrub interval negative", "CUSTOMSTREAM_SCRUB_INTERVAL", "-7d", "CUSTOMSTREAM_SCRUB_INTERVAL: want 0 (off)"},
+		{"audit days", "CUSTOMSTREAM_AUDIT_DAYS", "0", "CUSTOMSTREAM_AUDIT_DAYS: want a whole number of days"},
+		{"audit entries", "CUSTOMSTREAM_AUDIT_MAX_ENTRIES", "lots", "CUSTOMSTREAM_AUDIT_MAX_ENTRIES: want a whole number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ var (
 	bucketSessions  = []byte("sessions")
 	bucketAPITokens = []byte("api_tokens")
 	bucketSettings  = []byte("settings")
+	bucketAudit     = []byte("audit")
 )
 
 // Errors callers tell apart.
@@ -33,7 +34,8 @@ var (
 
 // Store wraps the bbolt database.
 type Store struct {
-	db *bolt.DB
+	db             *bolt.DB
+	auditRetention AuditRetention
 }
 
 // Open opens (or creates) the database at path, waiting at most timeout for
@@ -47,7 +49,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules, bucketSessions, bucketAPITokens, bucketSettings} {
+		for _, b := range [][]byte{bucketImages, bucketJobs, bucketUpstreams, bucketCatalogs, bucketSyncRules, bucketSessions, bucketAPITokens, bucketSettings, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -58,7 +60,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, auditRetention: AuditRetention{MaxAge: DefaultAuditMaxAge, MaxEntries: DefaultAuditMaxEntries}}, nil
 }
 
 // Close closes the database.

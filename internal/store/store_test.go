@@ -166,8 +166,11 @@ func TestSyncRules(t *testing.T) {
 	assert.Equal(t, "a", rules[0].ID, "oldest first")
 	rules[0].LastError = "boom"
 	require.NoError(t, s.PutSyncRule(&rules[0]))
-	require.NoError(t, s.DeleteSyncRule("b"))
-	assert.ErrorIs(t, s.DeleteSyncRule("b"), ErrNotFound)
+	deleted, err := s.DeleteSyncRule("b")
+	require.NoError(t, err)
+	assert.Equal(t, "b", deleted.ID)
+	_, err = s.DeleteSyncRule("b")
+	assert.ErrorIs(t, err, ErrNotFound)
 	rules, err = s.ListSyncRules()
 	require.NoError(t, err)
 	require.Len(t, rules, 1)

@@ -27,15 +27,19 @@ func (s *Store) PutSyncRule(r *SyncRule) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketSyncRules, r.ID, r) })
 }
 
-// DeleteSyncRule removes a rule.
-func (s *Store) DeleteSyncRule(id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSyncRules)
-		if b.Get([]byte(id)) == nil {
-			return fmt.Errorf("sync rule %s: %w", id, ErrNotFound)
+// DeleteSyncRule removes a rule and returns it.
+func (s *Store) DeleteSyncRule(id string) (*SyncRule, error) {
+	var r SyncRule
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := get(tx, bucketSyncRules, id, &r); err != nil {
+			return err
 		}
-		return b.Delete([]byte(id))
+		return tx.Bucket(bucketSyncRules).Delete([]byte(id))
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // ListSyncRules returns the rules, oldest first.

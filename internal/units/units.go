@@ -3,6 +3,7 @@ package units
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -33,20 +34,47 @@ func Duration(d time.Duration) string {
 	}
 }
 
-// Coarse rounds a duration the way people say it: "45 s", "12 min",
-// "5 h", "3 days". Past and future both read as positive.
-func Coarse(d time.Duration) string {
-	if d < 0 {
-		d = -d
+// Ago says how long ago something happened d before now, for people:
+// "just now", "5 minutes ago", "3 hours ago", "12 days ago".
+func Ago(d time.Duration) string {
+	if d < time.Minute {
+		return "just now"
 	}
+	return span(d) + " ago"
+}
+
+// In says how soon something happens d from now: "in 5 minutes".
+func In(d time.Duration) string {
+	if d < time.Minute {
+		return "in under a minute"
+	}
+	return "in " + span(d)
+}
+
+// span is a positive duration of at least a minute in its largest unit.
+func span(d time.Duration) string {
+	n, unit := int(d/(24*time.Hour)), "day"
 	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%d s", int(d.Seconds()))
 	case d < time.Hour:
-		return fmt.Sprintf("%d min", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d h", int(d.Hours()))
-	default:
-		return fmt.Sprintf("%d days", int(d.Hours()/24))
+		n, unit = int(d/time.Minute), "minute"
+	case d < 24*time.Hour:
+		n, unit = int(d/time.Hour), "hour"
 	}
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+// Count returns n with thousands separators: "100,000".
+func Count(n int) string {
+	s := strconv.Itoa(n)
+	start := 0
+	if n < 0 {
+		start = 1
+	}
+	for i := len(s) - 3; i > start; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -29,15 +29,32 @@ func TestDuration(t *testing.T) {
 	}
 }
 
-func TestCoarse(t *testing.T) {
+func TestAgo(t *testing.T) {
 	tests := []struct {
-		in   time.Duration
+		d    time.Duration
 		want string
 	}{
-		{0, "0 s"}, {59 * time.Second, "59 s"}, {-90 * time.Second, "1 min"}, {59 * time.Minute, "59 min"},
-		{5*time.Hour + 59*time.Minute, "5 h"}, {47 * time.Hour, "47 h"}, {72 * time.Hour, "3 days"},
+		{-time.Second, "just now"}, {59 * time.Second, "just now"}, {time.Minute, "1 minute ago"}, {119 * time.Minute, "1 hour ago"},
+		{59 * time.Minute, "59 minutes ago"}, {23 * time.Hour, "23 hours ago"}, {25 * time.Hour, "1 day ago"}, {400 * 24 * time.Hour, "400 days ago"},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, Coarse(tt.in), tt.in)
+		t.Run(tt.want, func(t *testing.T) {
+			assert.Equal(t, tt.want, Ago(tt.d))
+		})
+	}
+}
+
+func TestIn(t *testing.T) {
+	tests := map[time.Duration]string{-time.Second: "in under a minute", 30 * time.Second: "in under a minute",
+		time.Minute: "in 1 minute", 90 * time.Minute: "in 1 hour", 6*24*time.Hour + 23*time.Hour: "in 6 days"}
+	for in, want := range tests {
+		assert.Equal(t, want, In(in), in)
+	}
+}
+
+func TestCount(t *testing.T) {
+	tests := map[int]string{0: "0", 999: "999", 1000: "1,000", 100000: "100,000", 1234567: "1,234,567", -1000: "-1,000", -999: "-999"}
+	for in, want := range tests {
+		assert.Equal(t, want, Count(in), in)
 	}
 }

@@ -67,6 +67,12 @@ func unauthorizedToken(c *fiber.Ctx) error {
 // session; others are sent to the login page.
 func (h *handler) requireAdmin(c *fiber.Ctx) error {
 	sess, err := h.sessions.Get(c.Cookies(sessionCookie))
+	if errors.Is(err, auth.ErrPasswordChanged) {
+		// Who changed it (customstream password, or a new
+		// CUSTOMSTREAM_ADMIN_PASSWORD and a restart) is not known here.
+		h.auditAs(c, "", auditPasswordChanged, store.AuditOK, auth.AdminUser,
+			"noticed when a session opened before the change came back; every such session has ended")
+	}
 	if errors.Is(err, auth.ErrNoSession) {
 		return h.toLogin(c)
 	}

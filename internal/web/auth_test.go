@@ -61,7 +61,9 @@ func snapshot(t *testing.T, e *testEnv) string {
 	require.NoError(t, err)
 	jobs, err := e.Store.UnfinishedJobs()
 	require.NoError(t, err)
-	fmt.Fprintf(&b, "rules %+v\ntokens %+v\njobs %d\n", rules, tokens, len(jobs))
+	audit, _, err := e.Store.ListAudit(store.AuditQuery{Limit: 1 << 20})
+	require.NoError(t, err)
+	fmt.Fprintf(&b, "rules %+v\ntokens %+v\njobs %d\naudit entries %d\n", rules, tokens, len(jobs), len(audit))
 	return b.String()
 }
 

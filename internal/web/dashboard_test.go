@@ -68,7 +68,7 @@ func TestDashboard(t *testing.T) {
 	assert.NotContains(t, body, "<html", "htmx gets the region alone")
 	for _, want := range []string{
 		"1 Ready", "1 Failed", `2 <span class="fs-6 fw-normal text-secondary">versions`, "1 product, 1 version published", "1 worker",
-		"sha256 mismatch on root-image.gz", "1 failed in the last 7 days", "3 h ago",
+		"sha256 mismatch on root-image.gz", "1 failed in the last 7 days", "3 hours ago",
 		"fetch index: connection refused", "2 uploaded · 0 mirrored",
 		"images take " + units.Bytes(stored) + " in 4 files",
 	} {

@@ -45,6 +45,8 @@ type Deps struct {
 	// (bytes mirrored by workers), read by /metrics; nil shows this
 	// process's own counts.
 	Counters redis.Cmdable
+	// Audit records admin actions; nil means Store.
+	Audit AuditLog
 	// Admin checks the portal password.
 	Admin *auth.Admin
 	// APIToken, when set (CUSTOMSTREAM_API_TOKEN), works besides the
@@ -72,6 +74,9 @@ func New(d Deps) *fiber.App {
 	engine.AddFuncMap(templateFuncs())
 	if d.HeaderTimeout == 0 {
 		d.HeaderTimeout = 30 * time.Second
+	}
+	if d.Audit == nil {
+		d.Audit = d.Store
 	}
 	if d.BodyIdleTimeout == 0 {
 		d.BodyIdleTimeout = time.Minute

@@ -75,7 +75,8 @@ func (h *handler) showImageRows(c *fiber.Ctx) error {
 
 // deleteFromPortal deletes a version and answers the refreshed table.
 func (h *handler) deleteFromPortal(c *fiber.Ctx) error {
-	_, derr := h.Images.Delete(c.Params("id"))
+	img, derr := h.Images.Delete(c.Params("id"))
+	h.auditDelete(c, img, derr)
 	data, err := h.imagesData(c)
 	if err != nil {
 		return err
@@ -87,6 +88,23 @@ func (h *handler) deleteFromPortal(c *fiber.Ctx) error {
 		data["Error"] = "That image was already deleted."
 	}
 	return h.partial(c, "image_rows", data)
+}
+
+// auditDelete records a deletion, or one refused because the image is gone.
+func (h *handler) auditDelete(c *fiber.Ctx, img *store.Image, err error) {
+	switch {
+	case err == nil:
+		h.audit(c, auditDelete, imageTarget(img), "image "+img.ID)
+	case errors.Is(err, store.ErrNotFound):
+		h.auditOutcome(c, auditDelete, store.AuditRefused, "image "+c.Params("id"), "no such image: deleted already")
+	default:
+		h.auditOutcome(c, auditDelete, store.AuditFailed, "image "+c.Params("id"), err.Error())
+	}
+}
+
+// imageTarget names an image version for the audit log.
+func imageTarget(img *store.Image) string {
+	return img.ProductID + " " + img.VersionName
 }
 
 // showUploadPage is the upload form.
@@ -159,6 +177,7 @@ func (h *handler) listImagesAPI(c *fiber.Ctx) error {
 // deleteImageAPI is DELETE /api/images/{id}.
 func (h *handler) deleteImageAPI(c *fiber.Ctx) error {
 	img, err := h.Images.Delete(c.Params("id"))
+	h.auditDelete(c, img, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return fiber.NewError(fiber.StatusNotFound, "no image with id "+c.Params("id"))
 	}

@@ -153,11 +153,16 @@ func (h *handler) showJobRows(c *fiber.Ctx) error {
 	return h.partial(c, "job_rows", data)
 }
 
-// jobAction runs an action on a job, then answers the portal with the
-// refreshed table (and the outcome), or the API with the job.
-func (h *handler) jobAction(c *fiber.Ctx, do func(id string) (string, error)) error {
+// jobAction runs an action on a job, audits it, then answers the portal
+// with the refreshed table (and the outcome), or the API with the job. do
+// returns the message and the job's title (empty when not found).
+func (h *handler) jobAction(c *fiber.Ctx, action string, do func(id string) (msg, title string, err error)) error {
 	id := c.Params("id")
-	msg, err := do(id)
+	msg, title, err := do(id)
+	target := "job " + id
+	if title != "" {
+		target = title
+	}
 	status := fiber.StatusOK
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -165,7 +170,13 @@ func (h *handler) jobAction(c *fiber.Ctx, do func(id string) (string, error)) er
 	case errors.Is(err, store.ErrConflict):
 		status, msg = fiber.StatusConflict, err.Error()
 	case err != nil:
+		h.auditOutcome(c, action, store.AuditFailed, target, "job "+id+": "+err.Error())
 		return err
+	}
+	if status == fiber.StatusOK {
+		h.audit(c, action, target, "job "+id+": "+msg)
+	} else {
+		h.auditOutcome(c, action, store.AuditRefused, target, msg)
 	}
 	if isAPI(c) {
 		if status != fiber.StatusOK {
@@ -184,24 +195,24 @@ func (h *handler) jobAction(c *fiber.Ctx, do func(id string) (string, error)) er
 // cancelJob stops a queued or running hash, mirror or scrub job; an image's
 // fails with "canceled" and can be deleted or, when mirrored, retried.
 func (h *handler) cancelJob(c *fiber.Ctx) error {
-	return h.jobAction(c, func(id string) (string, error) {
+	return h.jobAction(c, auditJobCancel, func(id string) (string, string, error) {
 		job, err := h.Store.GetJob(id)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		if job.ImageID == "" && job.Type != jobs.TypeScrubBlobs {
-			return "", fmt.Errorf("job %s (%s) cannot be canceled: %w", id, jobKinds[job.Type], store.ErrConflict)
+			return "", job.Title, fmt.Errorf("job %s (%s) cannot be canceled: %w", id, jobKinds[job.Type], store.ErrConflict)
 		}
 		// The flag first: a worker that stops on the cancel must not retry.
 		if err := h.Progress.Cancel(c.Context(), id); err != nil {
-			return "", err
+			return "", job.Title, err
 		}
 		if err := h.Images.Cancel(id); err != nil {
-			return "", err
+			return "", job.Title, err
 		}
 		h.stopTask(job)
 		h.Log.Info("Job canceled", slog.String("job_id", id), slog.String("title", job.Title), slog.String("user", actor(c)))
-		return "Canceled " + job.Title + ".", nil
+		return "Canceled " + job.Title + ".", job.Title, nil
 	})
 }
 
@@ -221,29 +232,37 @@ func (h *handler) stopTask(job *store.Job) {
 
 // retryJob starts a failed or canceled mirror job again.
 func (h *handler) retryJob(c *fiber.Ctx) error {
-	return h.jobAction(c, func(id string) (string, error) {
+	return h.jobAction(c, auditJobRetry, func(id string) (string, string, error) {
+		title := ""
+		if old, err := h.Store.GetJob(id); err == nil {
+			title = old.Title
+		}
 		img, job, err := h.Images.Retry(id, func(img *store.Image) (*store.Job, error) {
 			return jobs.NewMirrorJob(images.NewID(), img)
 		})
 		if err != nil {
-			return "", err
+			return "", title, err
 		}
 		if err := jobs.Enqueue(c.Context(), h.Queue, *job); err != nil {
 			// The record stays: the requeue loop enqueues it once Redis answers.
 			h.Log.Warn("Unable to enqueue a retried job", slog.String("job_id", job.ID), slog.Any("error", err))
 		}
 		h.Log.Info("Job retried", slog.String("job_id", id), slog.String("new_job_id", job.ID), slog.String("user", actor(c)))
-		return "Retrying " + img.ProductID + " " + img.VersionName + ".", nil
+		return "Retrying " + img.ProductID + " " + img.VersionName + " as job " + job.ID + ".", title, nil
 	})
 }
 
 // deleteJob removes a finished job from the history.
 func (h *handler) deleteJob(c *fiber.Ctx) error {
-	return h.jobAction(c, func(id string) (string, error) {
-		if err := h.Store.DeleteJob(id); err != nil {
-			return "", err
+	return h.jobAction(c, auditJobRemove, func(id string) (string, string, error) {
+		title := ""
+		if job, err := h.Store.GetJob(id); err == nil {
+			title = job.Title
 		}
-		return "Removed the job from the history.", nil
+		if err := h.Store.DeleteJob(id); err != nil {
+			return "", title, err
+		}
+		return "Removed the job from the history.", title, nil
 	})
 }
 

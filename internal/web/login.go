@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/customstream/customstream/internal/auth"
+	"github.com/customstream/customstream/internal/store"
 )
 
 // Failed logins allowed per client address in loginWindow.
@@ -38,6 +39,7 @@ func (h *handler) login(c *fiber.Ctx) error {
 		return err
 	}
 	ip := c.IP()
+	user := strings.TrimSpace(c.FormValue("user"))
 	if ok, wait := h.logins.Allow(ip); !ok {
 		minutes := int(wait.Round(time.Minute) / time.Minute)
 		if minutes < 1 {
@@ -45,13 +47,21 @@ func (h *handler) login(c *fiber.Ctx) error {
 		}
 		c.Set(fiber.HeaderRetryAfter, fmt.Sprint(int(wait.Seconds())+1))
 		h.Log.Warn("Login refused: too many failures", slog.String("remote_ip", ip))
+		// Once per lock-out: a flood of attempts must not push the rest of
+		// the audit log out.
+		if h.logins.FirstRefusal(ip) {
+			h.auditAs(c, "", auditLogin, store.AuditRefused, user, fmt.Sprintf(
+				"too many failed logins from this address: locked out for %d minute%s; later attempts in that time are not recorded",
+				minutes, plural(minutes)))
+		}
 		return h.loginPage(c, fiber.StatusTooManyRequests,
 			fmt.Sprintf("Too many failed logins from your address: try again in %d minute%s.", minutes, plural(minutes)))
 	}
-	user := strings.TrimSpace(c.FormValue("user"))
 	if !h.Admin.Check(user, c.FormValue("password")) {
 		h.logins.Fail(ip)
 		h.Log.Warn("Login failed", slog.String("user", user), slog.String("remote_ip", ip))
+		// The name typed is kept, never the password.
+		h.auditAs(c, "", auditLogin, store.AuditFailed, user, "wrong user name or password")
 		return h.loginPage(c, fiber.StatusUnauthorized, "Wrong user name or password.")
 	}
 	h.logins.Succeed(ip)
@@ -62,6 +72,7 @@ func (h *handler) login(c *fiber.Ctx) error {
 	c.Cookie(&fiber.Cookie{Name: sessionCookie, Value: id, Path: "/", Expires: sess.CreatedAt.Add(auth.SessionMaxAge),
 		HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: h.secureCookies(c)})
 	h.Log.Info("Admin logged in", slog.String("user", user), slog.String("remote_ip", ip))
+	h.auditAs(c, user, auditLogin, store.AuditOK, user, "")
 	return c.Redirect(nextPage(c.FormValue("next")), fiber.StatusSeeOther)
 }
 
@@ -72,6 +83,7 @@ func (h *handler) logout(c *fiber.Ctx) error {
 	}
 	h.clearSessionCookie(c)
 	h.Log.Info("Admin logged out", slog.String("user", actor(c)), slog.String("remote_ip", c.IP()))
+	h.audit(c, auditLogout, actor(c), "")
 	if isHTMX(c) {
 		c.Set("HX-Redirect", "/login")
 		return c.SendStatus(fiber.StatusNoContent)

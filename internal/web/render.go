@@ -59,8 +59,8 @@ func templateFuncs() template.FuncMap {
 		"join":     strings.Join,
 		"origin":   originText,
 		"now":      time.Now,
-		"ago":      func(t time.Time) string { return units.Coarse(time.Since(t)) + " ago" },
-		"until":    func(t time.Time) string { return "in " + units.Coarse(time.Until(t)) },
+		"ago":      func(t time.Time) string { return units.Ago(time.Since(t)) },
+		"until":    func(t time.Time) string { return units.In(time.Until(t)) },
 		// field bundles one text input's data for partials/upload_field;
 		// kind names the browser-side pattern, a first check before the
 		// server's own.

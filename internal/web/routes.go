@@ -61,6 +61,8 @@ func (h *handler) routes(app *fiber.App) {
 	app.Get("/tokens", h.requireAdmin, h.showTokensPage)
 	app.Post("/tokens", h.requireAdmin, h.checkCSRF, h.createToken)
 	app.Post("/tokens/:id/delete", h.requireAdmin, h.checkCSRF, h.deleteToken)
+	app.Get("/audit", h.requireAdmin, h.showAuditPage)
+	app.Get("/audit/rows", h.requireAdmin, h.showAuditRows)
 
 	// JSON API: a bearer token.
 	api := app.Group("/api", h.requireToken)
@@ -75,4 +77,5 @@ func (h *handler) routes(app *fiber.App) {
 	api.Post("/jobs/:id/retry", h.retryJob)
 	api.Delete("/jobs/:id", h.deleteJob)
 	api.Post("/scrub", h.scrubAPI)
+	api.Get("/audit", h.listAuditAPI)
 }

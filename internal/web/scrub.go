@@ -20,9 +20,11 @@ func (h *handler) startScrub(c *fiber.Ctx) (*store.Job, bool, string, error) {
 		return nil, false, "", err
 	}
 	if !started {
+		h.auditOutcome(c, auditScrub, store.AuditRefused, job.Title, "already "+job.State)
 		return job, false, "A scrub is already " + job.State + " (since " + job.CreatedAt.Format("2006-01-02 15:04 MST") + "); it was not queued twice.", nil
 	}
 	h.Log.Info("Scrub started", slog.String("job_id", job.ID), slog.String("user", actor(c)))
+	h.audit(c, auditScrub, job.Title, "job "+job.ID)
 	return job, true, "Scrub queued: every file of the ready versions (" + units.Bytes(job.Total) +
 		") is read again and checked against its sha256; a damaged version leaves the stream at once.", nil
 }

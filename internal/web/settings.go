@@ -70,16 +70,22 @@ func (h *handler) saveSettings(c *fiber.Ctx) error {
 	days, err := strconv.Atoi(raw)
 	if err != nil {
 		form.JobRetentionDays = 0
-		return h.settingsRegion(c, fiber.StatusBadRequest, form, "", fmt.Sprintf("Keep finished jobs for a whole number of days, not %q.", raw))
+		msg := fmt.Sprintf("Keep finished jobs for a whole number of days, not %q.", raw)
+		h.auditOutcome(c, auditSettings, store.AuditRefused, "job history retention", msg)
+		return h.settingsRegion(c, fiber.StatusBadRequest, form, "", msg)
 	}
+	before := form.JobRetentionDays
 	form.JobRetentionDays = days
 	if err := form.Validate(); err != nil {
-		return h.settingsRegion(c, fiber.StatusBadRequest, form, "", "Keep finished jobs for 1 to "+strconv.Itoa(store.MaxJobRetentionDays)+" days.")
+		msg := "Keep finished jobs for 1 to " + strconv.Itoa(store.MaxJobRetentionDays) + " days."
+		h.auditOutcome(c, auditSettings, store.AuditRefused, "job history retention", fmt.Sprintf("%d days: %s", days, msg))
+		return h.settingsRegion(c, fiber.StatusBadRequest, form, "", msg)
 	}
 	if err := h.Store.PutSettings(form); err != nil {
 		return err
 	}
 	h.Log.Info("Settings changed", slog.Int("job_retention_days", days), slog.String("user", actor(c)))
+	h.audit(c, auditSettings, "job history retention", fmt.Sprintf("%d days, was %d", days, before))
 	pruned, err := (&jobs.PruneHandler{Store: h.Store, Log: h.Log}).Prune()
 	if err != nil {
 		return err

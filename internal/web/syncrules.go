@@ -63,6 +63,7 @@ func (h *handler) createSyncRule(c *fiber.Ctx) error {
 	if err := h.Store.PutSyncRule(rule); err != nil {
 		return err
 	}
+	h.audit(c, auditSyncRuleCreate, rule.URL, ruleDetail(rule))
 	if err := h.enqueueSync(c); err != nil {
 		return err
 	}
@@ -71,8 +72,14 @@ func (h *handler) createSyncRule(c *fiber.Ctx) error {
 
 // deleteSyncRule stops keeping a selection in sync; mirrored images stay.
 func (h *handler) deleteSyncRule(c *fiber.Ctx) error {
-	if err := h.Store.DeleteSyncRule(c.Params("id")); err != nil && !errors.Is(err, store.ErrNotFound) {
+	rule, err := h.Store.DeleteSyncRule(c.Params("id"))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// Deleted already, maybe from another tab: the list shows the truth.
+	case err != nil:
 		return err
+	default:
+		h.audit(c, auditSyncRuleDelete, rule.URL, ruleDetail(rule))
 	}
 	return h.syncRegion(c, "")
 }
@@ -82,5 +89,18 @@ func (h *handler) syncNow(c *fiber.Ctx) error {
 	if err := h.enqueueSync(c); err != nil {
 		return err
 	}
+	h.audit(c, auditSyncRun, "every sync rule", "")
 	return h.syncRegion(c, "A sync run has started; new versions appear on the Images page.")
+}
+
+// ruleDetail says what a sync rule selects, for the audit log.
+func ruleDetail(r *store.SyncRule) string {
+	what := "filters: " + strings.Join(r.Filters, " ")
+	if len(r.ProductIDs) > 0 {
+		what = "products: " + strings.Join(r.ProductIDs, ", ")
+	}
+	if r.Bootloaders {
+		what += "; with bootloaders"
+	}
+	return what
 }

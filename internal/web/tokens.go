@@ -57,6 +57,7 @@ func (h *handler) createToken(c *fiber.Ctx) error {
 		return err
 	}
 	h.Log.Info("API token created", slog.String("token_name", name), slog.String("user", actor(c)))
+	h.audit(c, auditTokenCreate, name, "starts with "+t.Hint)
 	return h.tokensRegion(c, fiber.StatusOK, token, "", "", "")
 }
 
@@ -70,6 +71,7 @@ func (h *handler) deleteToken(c *fiber.Ctx) error {
 		return err
 	}
 	h.Log.Info("API token revoked", slog.String("token_name", t.Name), slog.String("user", actor(c)))
+	h.audit(c, auditTokenRevoke, t.Name, "starts with "+t.Hint)
 	return h.tokensRegion(c, fiber.StatusOK, "", "Revoked "+t.Name+": it no longer works.", "", "")
 }
 

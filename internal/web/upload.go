@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -104,7 +105,8 @@ func (d *idleReader) Read(p []byte) (int, error) {
 }
 
 // receive reads a multipart upload from the request body stream, writing each
-// file part straight to staging, so memory stays bounded at any size.
+// file part straight to staging, so memory stays bounded at any size. A
+// refused upload comes back with the fields read, its files removed.
 func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
 	mediaType, params, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 	if err != nil || mediaType != fiber.MIMEMultipartForm || params["boundary"] == "" {
@@ -126,7 +128,7 @@ func (h *handler) receive(c *fiber.Ctx) (*receivedUpload, *uploadError) {
 		// Part of the body may be unread: the connection cannot carry
 		// another request.
 		c.Context().SetConnectionClose()
-		return nil, uerr
+		return r, uerr
 	}
 	// fasthttp does not read what the handler left of a streamed body (the
 	// epilogue, a chunked body's last chunk), which would then be taken for
@@ -261,11 +263,45 @@ func (h *handler) stageFile(field string, part io.Reader) (*images.StagedFile, s
 	return &images.StagedFile{Field: field, Path: rel, Size: n}, path, nil
 }
 
-// createImage validates a received upload, records it and enqueues its hash job.
+// createImage validates a received upload, records it and enqueues its hash
+// job; the accepted upload and the refused one are audited.
 func (h *handler) createImage(c *fiber.Ctx) (*store.Image, *store.Job, *receivedUpload, *uploadError) {
+	img, job, r, uerr := h.createImageUnaudited(c)
+	if uerr != nil {
+		outcome := store.AuditRefused
+		if uerr.status >= 500 {
+			outcome = store.AuditFailed
+		}
+		target := "upload"
+		if r != nil {
+			target = uploadTarget(r.form)
+		}
+		h.auditOutcome(c, auditUpload, outcome, target, uerr.Error())
+		return nil, nil, r, uerr
+	}
+	h.audit(c, auditUpload, imageTarget(img), fmt.Sprintf("image %s, %d files, %s", img.ID, len(img.Items), units.Bytes(img.Size())))
+	return img, job, r, nil
+}
+
+// uploadTarget names a refused upload by the fields it sent.
+func uploadTarget(form map[string]string) string {
+	var parts []string
+	for _, f := range []string{"os", "release", "arch", "subarch", "version"} {
+		if v := strings.TrimSpace(form[f]); v != "" {
+			parts = append(parts, v)
+		}
+	}
+	if len(parts) == 0 {
+		return "upload"
+	}
+	return strings.Join(parts, " ")
+}
+
+// createImageUnaudited is createImage without the audit entry.
+func (h *handler) createImageUnaudited(c *fiber.Ctx) (*store.Image, *store.Job, *receivedUpload, *uploadError) {
 	r, uerr := h.receive(c)
 	if uerr != nil {
-		return nil, nil, nil, uerr
+		return nil, nil, r, uerr
 	}
 	up, err := images.PrepareUpload(r.meta, r.files)
 	if err == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/customstream/customstream/internal/catalog"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/simplestreams"
+	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/units"
 	"github.com/customstream/customstream/internal/upstream"
 	"github.com/customstream/customstream/jobs"
@@ -157,19 +158,43 @@ func (h *handler) planMirror(l *catalog.Loaded, ids []string, bootloaders bool) 
 	return plan, nil
 }
 
-// startMirror checks free space, then records and enqueues one job per version.
-func (h *handler) startMirror(c *fiber.Ctx, plan *mirrorPlan) (started, skipped []jobs.Started, err error) {
+// startMirror checks free space, then records and enqueues one job per
+// version, and audits the outcome.
+func (h *handler) startMirror(c *fiber.Ctx, l *catalog.Loaded, plan *mirrorPlan) (started, skipped []jobs.Started, err error) {
 	if free, err := blobs.FreeSpace(h.Config.DataDir); err == nil {
 		if plan.Download > free {
-			return nil, nil, fiber.NewError(fiber.StatusInsufficientStorage, fmt.Sprintf(
+			err := fiber.NewError(fiber.StatusInsufficientStorage, fmt.Sprintf(
 				"not enough space: the selection needs %s, the data directory has %s free", units.Bytes(plan.Download), units.Bytes(free)))
+			h.auditOutcome(c, auditMirror, store.AuditRefused, l.Catalog.URL, err.Message)
+			return nil, nil, err
 		}
 	}
 	started, skipped, err = jobs.StartMirrors(c.Context(), h.Images, h.Queue, plan.versions, h.Log)
 	if err != nil {
+		h.auditOutcome(c, auditMirror, store.AuditRefused, l.Catalog.URL, err.Error())
 		return nil, nil, fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
+	h.audit(c, auditMirror, l.Catalog.URL, mirrorDetail(started, skipped, plan.Download))
 	return started, skipped, nil
+}
+
+// mirrorDetail lists what a mirror request started and skipped.
+func mirrorDetail(started, skipped []jobs.Started, download int64) string {
+	names := func(list []jobs.Started) string {
+		out := make([]string, len(list))
+		for i, s := range list {
+			out[i] = s.ProductID + " " + s.VersionName
+		}
+		return strings.Join(out, ", ")
+	}
+	detail := fmt.Sprintf("%d started (%s to download)", len(started), units.Bytes(download))
+	if len(started) > 0 {
+		detail += ": " + names(started)
+	}
+	if len(skipped) > 0 {
+		detail += fmt.Sprintf("; %d skipped: %s", len(skipped), names(skipped))
+	}
+	return detail
 }
 
 // mirrorAPI is POST /api/images/mirror.
@@ -192,7 +217,7 @@ func (h *handler) mirrorAPI(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	started, skipped, err := h.startMirror(c, plan)
+	started, skipped, err := h.startMirror(c, l, plan)
 	if err != nil {
 		return err
 	}

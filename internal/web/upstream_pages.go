@@ -166,7 +166,7 @@ func (h *handler) mirrorFromPortal(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	started, skipped, err := h.startMirror(c, plan)
+	started, skipped, err := h.startMirror(c, l, plan)
 	if err != nil {
 		return err
 	}

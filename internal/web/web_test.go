@@ -43,6 +43,8 @@ type testEnv struct {
 	app     *fiber.App
 	hash    *jobs.HashHandler
 	results *jobs.ResultHandler
+	// admin checks the portal password.
+	admin *auth.Admin
 	// cookie and csrf are an admin session's, which do sends with every
 	// request that has no Cookie header of its own.
 	cookie, csrf string
@@ -73,9 +75,9 @@ func newTestEnv(t *testing.T, maxUpload int64, opts ...func(*Deps)) *testEnv {
 		o(&deps)
 	}
 	app := New(deps)
-	id, sess, err := (&auth.Sessions{Store: e.Store, Admin: admin}).Open(auth.AdminUser, "192.0.2.1")
+	id, sess, err := (&auth.Sessions{Store: e.Store, Admin: deps.Admin}).Open(auth.AdminUser, "192.0.2.1")
 	require.NoError(t, err)
-	return &testEnv{Env: e, app: app,
+	return &testEnv{Env: e, app: app, admin: deps.Admin,
 		hash:    &jobs.HashHandler{Blobs: e.Blobs, Progress: e.Progress, Results: e.Queue, Log: e.Log},
 		results: &jobs.ResultHandler{Images: e.Images, Queue: e.Queue, Log: e.Log},
 		cookie:  sessionCookie + "=" + id, csrf: sess.CSRF}
@@ -414,6 +416,7 @@ func TestPortalPages(t *testing.T) {
 		{"/images", "No images yet"},
 		{"/images/new", `hx-encoding="multipart/form-data"`},
 		{"/setup", "boot-sources create url=http://example.com/streams/v1/index.json keyring_filename=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg"},
+		{"/audit", "Nothing recorded yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -561,7 +564,7 @@ func TestPublishedSignaturesPassGpgvAndCheck(t *testing.T) {
 
 func TestPagesKeepToTheContentSecurityPolicy(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
-	for _, path := range []string{"/images", "/images/new", "/upstream", "/setup"} {
+	for _, path := range []string{"/", "/images", "/images/new", "/upstream", "/jobs", "/setup", "/tokens", "/settings", "/audit"} {
 		t.Run(path, func(t *testing.T) {
 			resp, body := e.get(t, path)
 			require.Equal(t, 200, resp.StatusCode)
