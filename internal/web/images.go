@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -80,12 +81,14 @@ func (h *handler) showImageRows(c *fiber.Ctx) error {
 
 // deleteFromPortal deletes a version and answers the refreshed table.
 func (h *handler) deleteFromPortal(c *fiber.Ctx) error {
-	_, derr := h.Images.Delete(c.Params("id"))
+	img, derr := h.Images.Delete(c.Params("id"))
 	data, err := h.imagesData(c)
 	if err != nil {
 		return err
 	}
-	if derr != nil {
+	if derr == nil {
+		data["Message"] = fmt.Sprintf("Deleted version %s of %s: it is out of the stream.", img.VersionName, img.ProductID)
+	} else {
 		if !errors.Is(derr, store.ErrNotFound) {
 			return derr
 		}
