@@ -134,28 +134,45 @@ func TestBrowserAdminFlow(t *testing.T) {
 		'#upstream-rows input[name="product_id"]')].map(el => el.value).sort()) === %q`, want))
 	ga := findTreeProduct(t, tree, map[string]string{"release": "jammy", "arch": "amd64", "subarch": "ga-22.04"})
 	b.shot("upstream-filtered")
+	// Each tick asks for the plan again: wait for one answer before the next
+	// change, as answers to two quick changes may arrive in either order.
+	summary := `document.getElementById("selection-summary").textContent.replace(/\s+/g, " ").trim()`
 	b.do(chromedp.Click(fmt.Sprintf(`#upstream-rows input[value=%q]`, ga)))
+	b.waitJS("the mirror plan with the bootloaders", fmt.Sprintf(`%s.startsWith("1 product selected plus %d bootloaders: ")`,
+		summary, len(treeProductIDs(tree, upstreamtest.BootloaderContentID))))
 	b.do(chromedp.Click(chromedp.ID("bootloaders")))
 	var gaSize int64
 	for _, it := range latestVersionOf(t, tree, ga).Items {
 		gaSize += it.Size
 	}
 	plan := fmt.Sprintf("1 product selected: %s in all, %s to download.", units.Bytes(gaSize), units.Bytes(gaSize))
-	b.waitJS("the mirror plan of one product", fmt.Sprintf(`document.getElementById("selection-summary").textContent.replace(/\s+/g, " ").trim() === %q`, plan))
+	b.waitJS("the mirror plan of one product", fmt.Sprintf(`%s === %q`, summary, plan))
 	b.shot("mirror-plan")
+	// A slow upstream (16 KiB/s a connection: 6 s for the squashfs) keeps
+	// the job running long enough to be seen moving.
+	up.Throttle(16 << 10)
 	b.do(chromedp.Click(`//form[@id="mirror-form"]//button[normalize-space()="Mirror selected"]`))
 	b.waitJS("the mirror started", `document.getElementById("mirror-result").textContent.includes("Mirroring started: 1 job")`)
 
-	// The mirror job reaches 100 % on the Jobs page, which updates itself.
+	// The mirror job moves and reaches 100 % on the Jobs page, which
+	// updates itself: the mark set on the page survives, so no reload.
 	b.clickNav("Jobs")
 	b.waitVisible(`#job-rows`)
-	b.waitJS("the mirror job succeeded at 100 %", fmt.Sprintf(`(() => {
-		const row = [...document.querySelectorAll("#job-rows tbody tr")].find(tr => tr.textContent.includes(%q));
-		if (!row) return false;
-		const bar = row.querySelector("progress");
-		return row.cells[1].textContent.trim() === "succeeded" && bar && bar.value === 100 &&
-			bar.getBoundingClientRect().width > 50 && row.cells[2].innerText.trim().startsWith("100%% · ");
-	})()`, ga))
+	b.do(chromedp.Evaluate[chromedp.Void](`window.samePage = true`))
+	mirrorJob := fmt.Sprintf(`[...document.querySelectorAll("#job-rows tbody tr")].find(tr => tr.textContent.includes(%q))`, ga)
+	b.waitJS("the mirror job running", `(() => {
+		const row = `+mirrorJob+`;
+		const bar = row && row.querySelector("progress");
+		return !!bar && row.cells[1].textContent.trim() === "running" && bar.value > 0 && bar.value < 100 &&
+			/^\d+% · .+ of .+ · /.test(row.cells[2].innerText.trim());
+	})()`)
+	b.shot("jobs-running")
+	b.waitJS("the mirror job succeeded at 100 % on the same page", `(() => {
+		const row = `+mirrorJob+`;
+		const bar = row && row.querySelector("progress");
+		return !!bar && window.samePage === true && row.cells[1].textContent.trim() === "succeeded" && bar.value === 100 &&
+			bar.getBoundingClientRect().width > 50 && row.cells[2].innerText.trim().startsWith("100% · ");
+	})()`)
 	b.waitJS("the hash job of the upload succeeded", `[...document.querySelectorAll("#job-rows tbody tr")].some(tr =>
 		tr.querySelector(".badge").textContent.trim() === "Hash" && tr.cells[1].textContent.trim() === "succeeded")`)
 	b.shot("jobs-done")
@@ -191,7 +208,7 @@ func TestBrowserAdminFlow(t *testing.T) {
 	b.waitVisible(uploadedRow)
 	version := b.text(uploadedRow + " td:nth-child(4) code")
 	confirms := b.acceptDialogs()
-	b.do(chromedp.Click(uploadedRow + ` button`))
+	b.do(chromedp.Click(fmt.Sprintf(`//tr[@id=%q]//button[normalize-space()="Delete"]`, "image-"+uploadedID)))
 	b.waitJS("the uploaded image gone", fmt.Sprintf(`!document.querySelector(%q) && document.querySelectorAll("#image-rows tbody tr").length === 1`, uploadedRow))
 	assert.Equal(t, []string{"Delete version " + version + " of " + uploadedProduct + "? It leaves the stream at once."}, confirms.messages())
 	b.waitVisible(mirroredRow)
