@@ -95,9 +95,9 @@ func TestBrowserAdminFlow(t *testing.T) {
 	b.shot("upload-form")
 	// The server's answer is held until the page has shown the finished
 	// progress bar: the answer redirects at once to the Images page.
-	sent := b.holdResponses("*/images/upload")
+	answer := b.holdFirstAnswer("*/images/upload")
 	b.do(chromedp.Click(chromedp.ID("upload-submit")))
-	held := sent.next(t)
+	held := answer.wait(t)
 	b.waitJS("the upload progress bar at 100 %", `(() => {
 		const bar = document.getElementById("upload-progress");
 		return bar && !bar.classList.contains("d-none") && bar.value === 100 && bar.getBoundingClientRect().width > 100 &&
@@ -105,7 +105,7 @@ func TestBrowserAdminFlow(t *testing.T) {
 			document.getElementById("upload-submit").disabled;
 	})()`)
 	b.shot("upload-progress")
-	sent.release(t, held)
+	require.NoError(t, answer.release(t, held), "the answer to the upload")
 	b.waitJS("the Images page after the upload", `location.pathname === "/images" && location.search.startsWith("?uploaded=")`)
 	loc := b.location()
 	u, err := url.Parse(loc)
@@ -134,18 +134,35 @@ func TestBrowserAdminFlow(t *testing.T) {
 		'#upstream-rows input[name="product_id"]')].map(el => el.value).sort()) === %q`, want))
 	ga := findTreeProduct(t, tree, map[string]string{"release": "jammy", "arch": "amd64", "subarch": "ga-22.04"})
 	b.shot("upstream-filtered")
-	// Each tick asks for the plan again: wait for one answer before the next
-	// change, as answers to two quick changes may arrive in either order.
-	summary := `document.getElementById("selection-summary").textContent.replace(/\s+/g, " ").trim()`
-	b.do(chromedp.Click(fmt.Sprintf(`#upstream-rows input[value=%q]`, ga)))
-	b.waitJS("the mirror plan with the bootloaders", fmt.Sprintf(`%s.startsWith("1 product selected plus %d bootloaders: ")`,
-		summary, len(treeProductIDs(tree, upstreamtest.BootloaderContentID))))
-	b.do(chromedp.Click(chromedp.ID("bootloaders")))
+	// Each change asks for the plan. The answer to the first is held back
+	// while the second change is made: the page must end on the plan of
+	// the last change, whatever order the answers come in.
 	var gaSize int64
 	for _, it := range latestVersionOf(t, tree, ga).Items {
 		gaSize += it.Size
 	}
 	plan := fmt.Sprintf("1 product selected: %s in all, %s to download.", units.Bytes(gaSize), units.Bytes(gaSize))
+	summary := `document.getElementById("selection-summary").textContent.replace(/\s+/g, " ").trim()`
+	b.do(chromedp.Evaluate[chromedp.Void](`window.planSent = 0; window.planAnswered = 0;
+		const isPlan = e => e.detail.pathInfo && e.detail.pathInfo.requestPath === "/upstream/plan";
+		document.addEventListener("htmx:beforeSend", e => { if (isPlan(e)) window.planSent++; });
+		document.addEventListener("htmx:afterRequest", e => { if (isPlan(e)) window.planAnswered++; });`))
+	late := b.holdFirstAnswer("*/upstream/plan")
+	b.do(chromedp.Click(fmt.Sprintf(`#upstream-rows input[value=%q]`, ga)))
+	first := late.wait(t)
+	b.do(chromedp.Click(chromedp.ID("bootloaders")))
+	// A page that sent the second request at once gets its answer first.
+	b.waitJS("the second plan request waiting or answered", `window.planSent === 1 || window.planAnswered === 1`)
+	require.NoError(t, late.release(t, first), "the answer to the first plan request")
+	b.waitJS("both plan requests answered", `window.planAnswered === 2`)
+	shown, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](summary))
+	require.NoError(t, err)
+	require.Equal(t, plan, shown, "the late answer to an earlier selection replaced the plan")
+	// The bootloaders are in the plan by default.
+	b.do(chromedp.Click(chromedp.ID("bootloaders")))
+	b.waitJS("the mirror plan with the bootloaders", fmt.Sprintf(`%s.startsWith("1 product selected plus %d bootloaders: ")`,
+		summary, len(treeProductIDs(tree, upstreamtest.BootloaderContentID))))
+	b.do(chromedp.Click(chromedp.ID("bootloaders")))
 	b.waitJS("the mirror plan of one product", fmt.Sprintf(`%s === %q`, summary, plan))
 	b.shot("mirror-plan")
 	// A slow upstream (16 KiB/s a connection: 6 s for the squashfs) keeps
@@ -415,53 +432,65 @@ func (b *browser) noProblems() {
 	}
 }
 
-// heldResponses pauses the answers to matching requests until released.
-type heldResponses struct {
+// heldAnswer is the server's answer to one request, paused in the browser.
+type heldAnswer struct {
 	b      *browser
-	paused <-chan fetch.EventRequestPaused
+	paused chan fetch.EventRequestPaused
+	stop   context.CancelFunc
 }
 
-// holdResponses starts pausing the server's answers to requests whose URL
-// matches pattern: the request goes out whole, its answer waits.
-func (b *browser) holdResponses(pattern string) *heldResponses {
+// holdFirstAnswer pauses the answer to the next request whose URL matches
+// pattern, until released; the request itself goes out whole. Answers to
+// later matching requests pass.
+func (b *browser) holdFirstAnswer(pattern string) *heldAnswer {
 	b.t.Helper()
-	events := chromedp.Events(b.ctx, fetch.RequestPaused)
+	ctx, stop := context.WithCancel(b.ctx)
+	events := chromedp.Events(ctx, fetch.RequestPaused)
 	_, err := chromedp.Call(b.ctx, fetch.Enable, fetch.EnableParams{
 		Patterns: []*fetch.RequestPattern{{URLPattern: pattern, RequestStage: fetch.RequestStageResponse}},
 	})
 	require.NoError(b.t, err)
-	paused := make(chan fetch.EventRequestPaused, 1)
+	h := &heldAnswer{b: b, paused: make(chan fetch.EventRequestPaused, 1), stop: stop}
 	go func() {
+		first := true
 		for ev, err := range events {
 			if err != nil {
 				return
 			}
-			paused <- ev
-			return
+			if first {
+				first = false
+				h.paused <- ev
+				continue
+			}
+			if _, err := chromedp.Call(b.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID}); err != nil {
+				return
+			}
 		}
 	}()
-	return &heldResponses{b: b, paused: paused}
+	return h
 }
 
-// next waits for the answer of the next matching request.
-func (h *heldResponses) next(t *testing.T) fetch.EventRequestPaused {
+// wait returns once the answer is held.
+func (h *heldAnswer) wait(t *testing.T) fetch.EventRequestPaused {
 	t.Helper()
 	select {
 	case ev := <-h.paused:
 		return ev
 	case <-time.After(browserWait):
-		t.Fatalf("no answer to hold within %s", browserWait)
+		h.b.fatalf("no answer held within %s", browserWait)
 		return fetch.EventRequestPaused{}
 	}
 }
 
-// release lets the held answer through and stops holding.
-func (h *heldResponses) release(t *testing.T, ev fetch.EventRequestPaused) {
+// release lets the held answer through, and stops holding. The page may
+// have given up the request already: then there is nothing to let through.
+func (h *heldAnswer) release(t *testing.T, ev fetch.EventRequestPaused) error {
 	t.Helper()
-	_, err := chromedp.Call(h.b.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+	_, cerr := chromedp.Call(h.b.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+	h.stop()
+	_, err := chromedp.Call(h.b.ctx, fetch.Disable, cdp.Empty{})
 	require.NoError(t, err)
-	_, err = chromedp.Call(h.b.ctx, fetch.Disable, cdp.Empty{})
-	require.NoError(t, err)
+	return cerr
 }
 
 // dialogs records the confirmations the page asked for.
