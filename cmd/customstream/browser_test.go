@@ -22,6 +22,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
@@ -93,18 +94,26 @@ func TestBrowserAdminFlow(t *testing.T) {
 		b.do(chromedp.SendKeys(chromedp.ID(id), v))
 	}
 	b.shot("upload-form")
-	// The server's answer is held until the page has shown the finished
-	// progress bar: the answer redirects at once to the Images page.
+	// The browser sends at 1 MiB/s, so the bar is seen moving; the server's
+	// answer, which redirects at once to the Images page, is held until the
+	// page has shown the finished bar.
+	b.limitUpload(base+"/images/upload", 1<<20)
 	answer := b.holdFirstAnswer("*/images/upload")
 	b.do(chromedp.Click(chromedp.ID("upload-submit")))
-	held := answer.wait(t)
-	b.waitJS("the upload progress bar at 100 %", `(() => {
-		const bar = document.getElementById("upload-progress");
-		return bar && !bar.classList.contains("d-none") && bar.value === 100 && bar.getBoundingClientRect().width > 100 &&
-			document.getElementById("upload-progress-text").textContent.trim() === "100% sent" &&
-			document.getElementById("upload-submit").disabled;
-	})()`)
+	uploadBar := func(cond string) string {
+		return `(() => {
+			const bar = document.getElementById("upload-progress");
+			const pct = bar ? bar.value : -1, text = document.getElementById("upload-progress-text").textContent.trim();
+			return !!bar && !bar.classList.contains("d-none") && bar.getBoundingClientRect().width > 100 &&
+				document.getElementById("upload-submit").disabled && text === pct + "% sent" && ` + cond + `;
+		})()`
+	}
+	b.waitJS("the upload progress bar moving", uploadBar(`pct > 0 && pct < 100`))
 	b.shot("upload-progress")
+	held := answer.wait(t)
+	b.waitJS("the upload progress bar at 100 %", uploadBar(`pct === 100`))
+	b.shot("upload-sent")
+	b.limitUpload("", 0)
 	require.NoError(t, answer.release(t, held), "the answer to the upload")
 	b.waitJS("the Images page after the upload", `location.pathname === "/images" && location.search.startsWith("?uploaded=")`)
 	loc := b.location()
@@ -430,6 +439,18 @@ func (b *browser) noProblems() {
 	if len(b.problems) > 0 {
 		b.t.Errorf("the browser reported %d errors:\n%s", len(b.problems), strings.Join(b.problems, "\n"))
 	}
+}
+
+// limitUpload makes the browser send requests to url at bytesPerSecond;
+// an empty url lifts the limit.
+func (b *browser) limitUpload(url string, bytesPerSecond float64) {
+	b.t.Helper()
+	rules := []*network.Conditions{}
+	if url != "" {
+		rules = append(rules, &network.Conditions{URLPattern: url, DownloadThroughput: -1, UploadThroughput: bytesPerSecond})
+	}
+	_, err := chromedp.Call(b.ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: rules})
+	require.NoError(b.t, err)
 }
 
 // heldAnswer is the server's answer to one request, paused in the browser.
