@@ -14,10 +14,17 @@ run: build
 	CUSTOMSTREAM_ADDR=$${CUSTOMSTREAM_ADDR:-:8000} CUSTOMSTREAM_DATA_DIR=$${CUSTOMSTREAM_DATA_DIR:-./data} ./$(BIN) all
 
 # Every test, including the integration tests that start real processes
-# against a real redis-server, and signature checks with gpgv (both installed
-# here when missing and root).
+# against a real redis-server, signature checks with gpgv, and the browser
+# test with headless chromium (all three installed here when missing and
+# root). Test artifacts, the browser test's screenshots, are kept in
+# test-output/_artifacts/; their directory is printed at the end.
+ARTIFACTS := $(CURDIR)/test-output
+
 test: test-tools
-	$(GO) test -race -count=1 ./...
+	@rm -rf $(ARTIFACTS) && mkdir -p $(ARTIFACTS)
+	@status=0; $(GO) test -race -count=1 -artifacts -outputdir $(ARTIFACTS) ./... || status=$$?; \
+	for d in $(ARTIFACTS)/_artifacts/*/; do [ -d "$$d" ] && echo "Test artifacts (browser screenshots): $$d"; done; \
+	exit $$status
 
 # Fault tests (build tag faults): processes killed mid-publish and with
 # jobs queued, a nearly full data directory (a tmpfs: needs root), and load
@@ -46,7 +53,7 @@ bench:
 	scripts/bench-transfer 1024
 
 clean:
-	rm -rf bin
+	rm -rf bin test-output
 
 # Every Go fuzz target for a short while (FUZZTIME, default 15s each).
 .PHONY: fuzz

@@ -46,7 +46,8 @@ type syncPanel struct {
 type workerPanel struct {
 	Known   bool
 	Servers int
-	Busy    int
+	// Slots is how many jobs they run at once, together.
+	Slots int
 	Error   string
 }
 
@@ -219,7 +220,7 @@ func (h *handler) workers() workerPanel {
 			}
 		}
 		p.Servers++
-		p.Busy += len(s.ActiveWorkers)
+		p.Slots += s.Concurrency
 	}
 	return p
 }

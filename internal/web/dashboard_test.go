@@ -47,7 +47,7 @@ func TestDashboard(t *testing.T) {
 	require.NoError(t, e.Store.PutSyncRule(rule))
 
 	// A worker serving the hash queue: the warning goes.
-	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: e.Redis.Options().Addr}, asynq.Config{Queues: jobs.WorkerQueues(), LogLevel: asynq.FatalLevel})
+	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: e.Redis.Options().Addr}, asynq.Config{Queues: jobs.WorkerQueues(), Concurrency: 3, LogLevel: asynq.FatalLevel})
 	require.NoError(t, srv.Start(asynq.NewServeMux()))
 	t.Cleanup(srv.Shutdown)
 	require.Eventually(t, func() bool {
@@ -67,7 +67,7 @@ func TestDashboard(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.NotContains(t, body, "<html", "htmx gets the region alone")
 	for _, want := range []string{
-		"1 Ready", "1 Failed", `2 <span class="fs-6 fw-normal text-secondary">versions`, "1 product, 1 version published", "1 worker",
+		"1 Ready", "1 Failed", `2 <span class="fs-6 fw-normal text-secondary">versions`, "1 product, 1 version published", "1 worker (3 at a time)",
 		"sha256 mismatch on root-image.gz", "1 failed in the last 7 days", "3 hours ago",
 		"fetch index: connection refused", "2 uploaded · 0 mirrored",
 		"images take " + units.Bytes(stored) + " in 4 files",

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -81,7 +82,9 @@ func (h *handler) deleteFromPortal(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if derr != nil {
+	if derr == nil {
+		data["Message"] = fmt.Sprintf("Deleted version %s of %s: it is out of the stream.", img.VersionName, img.ProductID)
+	} else {
 		if !errors.Is(derr, store.ErrNotFound) {
 			return derr
 		}

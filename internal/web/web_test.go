@@ -466,6 +466,11 @@ func TestPortalUploadAndDelete(t *testing.T) {
 	resp, body = e.do(t, httptest.NewRequest(http.MethodPost, fmt.Sprintf("/images/%s/delete", imgs[0].ID), nil))
 	require.Equal(t, 200, resp.StatusCode)
 	assert.Contains(t, body, "No images yet")
+	assert.Contains(t, body, fmt.Sprintf("Deleted version %s of %s: it is out of the stream.", imgs[0].VersionName, imgs[0].ProductID))
+	resp, body = e.do(t, httptest.NewRequest(http.MethodPost, fmt.Sprintf("/images/%s/delete", imgs[0].ID), nil))
+	require.Equal(t, 200, resp.StatusCode, "a second click on Delete, from a stale page")
+	assert.Contains(t, body, "That image was already deleted.")
+	assert.NotContains(t, body, "Deleted version")
 }
 
 func TestPortalRefusesCrossSitePosts(t *testing.T) {
