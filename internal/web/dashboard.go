@@ -48,7 +48,7 @@ type workerPanel struct {
 	Servers int
 	// Slots is how many jobs they run at once, together.
 	Slots int
-	Error   string
+	Error string
 }
 
 // dashboardData is everything the home page shows.
