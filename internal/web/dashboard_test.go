@@ -107,3 +107,7 @@ func TestOriginText(t *testing.T) {
 		assert.Equal(t, want, originText(in), in)
 	}
 }
+
+func TestWbrEscapes(t *testing.T) {
+	assert.Equal(t, `a:<wbr>b &lt;script&gt;:<wbr>&#34;x&#34;`, string(wbr(`a:b <script>:"x"`)))
+}

@@ -58,6 +58,7 @@ func templateFuncs() template.FuncMap {
 		"rate":     func(perSecond float64) string { return units.Bytes(int64(perSecond)) + "/s" },
 		"join":     strings.Join,
 		"origin":   originText,
+		"wbr":      wbr,
 		"now":      time.Now,
 		"ago":      func(t time.Time) string { return units.Ago(time.Since(t)) },
 		"until":    func(t time.Time) string { return units.In(time.Until(t)) },
@@ -85,4 +86,10 @@ func originText(origin string) string {
 		return "imported from an archive signed by " + fp
 	}
 	return "mirrored from " + origin
+}
+
+// wbr escapes s and lets a line break after each colon, so a long product
+// id wraps between its parts rather than inside a word.
+func wbr(s string) template.HTML {
+	return template.HTML(strings.ReplaceAll(template.HTMLEscapeString(s), ":", ":<wbr>"))
 }
