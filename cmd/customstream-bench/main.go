@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ func run() error {
 	quick := flag.Bool("quick", os.Getenv("BENCH_QUICK") != "", "smaller sizes for a run of a minute or two (or set BENCH_QUICK=1)")
 	bin := flag.String("bin", "", "customstream binary to measure (default: built from ./cmd/customstream)")
 	only := flag.String("only", os.Getenv("BENCH_ONLY"), "comma-separated sections to run: upload, serving, mirror, catalog, publish (or set BENCH_ONLY)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the in-process publish section) to the file")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -56,6 +58,17 @@ func run() error {
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("build customstream: %w", err)
 		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	rows, err := bench.Run(ctx, o)

@@ -131,12 +131,12 @@ func (r *run) add(row Row) {
 
 // atLeast is a row whose ratio must reach min.
 func atLeast(what, measure, ours, ref string, ratio, min float64) Row {
-	return Row{What: what, Measure: measure, Ours: ours, Ref: ref, Ratio: ratio, Target: fmt.Sprintf("≥ %.2g×", min), Pass: ratio >= min}
+	return Row{What: what, Measure: measure, Ours: ours, Ref: ref, Ratio: ratio, Target: fmt.Sprintf("≥ %g×", min), Pass: ratio >= min}
 }
 
 // atMost is a row whose ratio must not exceed max.
 func atMost(what, measure, ours, ref string, ratio, max float64) Row {
-	return Row{What: what, Measure: measure, Ours: ours, Ref: ref, Ratio: ratio, Target: fmt.Sprintf("≤ %.2g×", max), Pass: ratio <= max}
+	return Row{What: what, Measure: measure, Ours: ours, Ref: ref, Ratio: ratio, Target: fmt.Sprintf("≤ %g×", max), Pass: ratio <= max}
 }
 
 func verdict(pass bool) string {

@@ -14,9 +14,23 @@ import (
 // so a document is decoded once into generic values, with numbers kept in
 // their JSON text, and converted from there.
 
-// UnmarshalJSON reads a product file in one pass; see the types for the rules.
+// UnmarshalJSON reads a product file in one pass; see the types for the
+// rules. Each product is converted as soon as it is parsed, so a large
+// catalog never exists whole as generic values (that doubled the peak RSS).
 func (p *Products) UnmarshalJSON(data []byte) error {
-	v, err := decodeGeneric(data)
+	var products map[string]Product
+	d := genericDecoder{data: data, stream: func(id string, v any) error {
+		var prod Product
+		if err := prod.from(v); err != nil {
+			return fmt.Errorf("products: product %s: %w", id, err)
+		}
+		if products == nil {
+			products = make(map[string]Product)
+		}
+		products[id] = prod
+		return nil
+	}}
+	v, err := d.document()
 	if err != nil || v == nil {
 		return err // null leaves p as it is, as encoding/json does
 	}
@@ -36,7 +50,12 @@ func (p *Products) UnmarshalJSON(data []byte) error {
 		case "updated":
 			dst = &p.Updated
 		case "products":
-			if err := p.productsFrom(val); err != nil {
+			if _, ok := val.(streamedObject); ok {
+				p.Products = products
+				if p.Products == nil {
+					p.Products = map[string]Product{}
+				}
+			} else if err := p.productsFrom(val); err != nil {
 				return fmt.Errorf("products: %w", err)
 			}
 			continue
@@ -193,6 +212,11 @@ func unmarshalGeneric(data []byte, from func(any) error) error {
 // anything that is not valid JSON is an error, as in encoding/json.
 func decodeGeneric(data []byte) (any, error) {
 	d := genericDecoder{data: data}
+	return d.document()
+}
+
+// document parses the whole input as one JSON value.
+func (d *genericDecoder) document() (any, error) {
 	d.space()
 	v, err := d.value()
 	if err != nil {
@@ -213,7 +237,13 @@ type genericDecoder struct {
 	data  []byte
 	pos   int
 	depth int
+	// stream, when set, receives the members of the top-level object's
+	// "products" object one at a time, instead of a map holding them all.
+	stream func(key string, v any) error
 }
+
+// streamedObject stands for an object whose members went to stream.
+type streamedObject struct{}
 
 func (d *genericDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("invalid JSON at offset %d: %s", d.pos, fmt.Sprintf(format, args...))
@@ -320,49 +350,68 @@ func (d *genericDecoder) enter() error {
 }
 
 func (d *genericDecoder) object() (any, error) {
-	if err := d.enter(); err != nil {
+	m := make(map[string]any)
+	err := d.members(func(k string, v any) error {
+		m[k] = v
+		return nil
+	})
+	if err != nil {
 		return nil, err
+	}
+	return m, nil
+}
+
+// members parses an object, handing each member to fn in document order.
+func (d *genericDecoder) members(fn func(k string, v any) error) error {
+	if err := d.enter(); err != nil {
+		return err
 	}
 	defer func() { d.depth-- }()
 	d.pos++ // {
-	m := make(map[string]any)
 	d.space()
 	if d.pos < len(d.data) && d.data[d.pos] == '}' {
 		d.pos++
-		return m, nil
+		return nil
 	}
 	for {
 		d.space()
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-			return nil, d.errorf("want a key")
+			return d.errorf("want a key")
 		}
 		k, err := d.str()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.space()
 		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
-			return nil, d.errorf("want ':'")
+			return d.errorf("want ':'")
 		}
 		d.pos++
 		d.space()
-		v, err := d.value()
-		if err != nil {
-			return nil, err
+		var v any
+		if d.stream != nil && d.depth == 1 && k == "products" && d.pos < len(d.data) && d.data[d.pos] == '{' {
+			err, v = d.members(d.stream), streamedObject{}
+		} else {
+			v, err = d.value()
 		}
-		m[k] = v
+		if err != nil {
+			return err
+		}
+		if err := fn(k, v); err != nil {
+			return err
+		}
 		d.space()
 		if d.pos >= len(d.data) {
-			return nil, d.errorf("unexpected end")
+			return d.errorf("unexpected end")
 		}
 		switch d.data[d.pos] {
 		case ',':
 			d.pos++
 		case '}':
 			d.pos++
-			return m, nil
+			return nil
 		default:
-			return nil, d.errorf("want ',' or '}'")
+			return d.errorf("want ',' or '}'")
 		}
 	}
 }
