@@ -60,33 +60,45 @@ func (r *run) serving(ctx context.Context) error {
 	defer n.stop()
 	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", ng.port)
 
-	get := func(base string) (time.Duration, error) {
-		return bestOf(3, func() (time.Duration, error) { return curlGet(ctx, base+"/"+large, os.DevNull) })
+	var ours, ref time.Duration
+	for i := 0; i < 3; i++ {
+		o, err := curlGet(ctx, s.url+"/"+large, os.DevNull)
+		if err != nil {
+			return err
+		}
+		n, err := curlGet(ctx, nginxURL+"/"+large, os.DevNull)
+		if err != nil {
+			return err
+		}
+		if i == 0 || o < ours {
+			ours = o
+		}
+		if i == 0 || n < ref {
+			ref = n
+		}
 	}
-	ours, err := get(s.url)
-	if err != nil {
-		return err
-	}
-	ref, err := get(nginxURL)
-	if err != nil {
-		return err
-	}
-	r.add(atLeast("serving", fmt.Sprintf("%s GET with curl (best of 3)", units.Bytes(r.Sizes.Get)),
+	r.add(atLeast("serving", fmt.Sprintf("%s GET with curl (best of 3, taking turns)", units.Bytes(r.Sizes.Get)),
 		mbps(r.Sizes.Get, ours), mbps(r.Sizes.Get, ref)+" (nginx, sendfile on)", ref.Seconds()/ours.Seconds(), 0.9))
 
 	for _, c := range []struct{ measure, path string }{
 		{"1 MiB file, 50 connections (wrk), req/s", "/" + smallRel},
 		{"index.json, 50 connections (wrk), req/s", "/streams/v1/index.json"},
 	} {
-		ours, err := r.wrk(ctx, s.url+c.path, 50)
-		if err != nil {
-			return err
+		// Taking turns, best of two each: a burst of load elsewhere on the
+		// machine then hits both servers, not one.
+		var ours, ref float64
+		for i := 0; i < 2; i++ {
+			o, err := r.wrk(ctx, s.url+c.path, 50)
+			if err != nil {
+				return err
+			}
+			n, err := r.wrk(ctx, nginxURL+c.path, 50)
+			if err != nil {
+				return err
+			}
+			ours, ref = max(ours, o), max(ref, n)
 		}
-		ref, err := r.wrk(ctx, nginxURL+c.path, 50)
-		if err != nil {
-			return err
-		}
-		r.add(atLeast("serving", c.measure, fmt.Sprintf("%.0f", ours), fmt.Sprintf("%.0f (nginx)", ref), ours/ref, 0.9))
+		r.add(atLeast("serving", c.measure+" (best of 2, taking turns)", fmt.Sprintf("%.0f", ours), fmt.Sprintf("%.0f (nginx)", ref), ours/ref, 0.9))
 	}
 	return nil
 }

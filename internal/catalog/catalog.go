@@ -110,6 +110,12 @@ func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loade
 			s.log.Warn("Cached catalog unreadable; fetching it again", slog.String("url", indexURL), slog.Any("error", err))
 		}
 	}
+	// Forget the old copy first, so it can be freed while the new one is
+	// parsed (two large catalogs at once doubled the peak memory); if the
+	// fetch fails, the next load reads the database's copy.
+	s.mu.Lock()
+	delete(s.loaded, indexURL)
+	s.mu.Unlock()
 	start := time.Now()
 	// The catalog keeps the URL as the admin gave it; the cache key is the index URL.
 	cat, err := s.client.FetchCatalog(ctx, strings.TrimSpace(rawURL))

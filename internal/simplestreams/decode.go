@@ -240,6 +240,30 @@ type genericDecoder struct {
 	// stream, when set, receives the members of the top-level object's
 	// "products" object one at a time, instead of a map holding them all.
 	stream func(key string, v any) error
+	// interned holds the short strings seen so far, for intern.
+	interned map[string]string
+}
+
+// maxInterned is the longest string intern shares: keys and values such as
+// "arch" or "amd64" repeat in every product, hashes and paths do not.
+const maxInterned = 32
+
+// intern returns b as a string, one copy per distinct short string in the
+// document: a 20,000-product catalog holds a few hundred distinct keys and
+// values a million times over.
+func (d *genericDecoder) intern(b []byte) string {
+	if len(b) > maxInterned {
+		return string(b)
+	}
+	if s, ok := d.interned[string(b)]; ok {
+		return s
+	}
+	if d.interned == nil {
+		d.interned = make(map[string]string)
+	}
+	s := string(b)
+	d.interned[s] = s
+	return s
 }
 
 // streamedObject stands for an object whose members went to stream.
@@ -319,7 +343,7 @@ func (d *genericDecoder) str() (string, error) {
 			d.pos++
 			raw := d.data[start:d.pos]
 			if plain {
-				return string(raw[1 : len(raw)-1]), nil
+				return d.intern(raw[1 : len(raw)-1]), nil
 			}
 			var s string
 			if err := json.Unmarshal(raw, &s); err != nil {
