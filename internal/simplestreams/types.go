@@ -3,7 +3,6 @@
 package simplestreams
 
 import (
-	"encoding/json"
 	"sort"
 	"time"
 )
@@ -97,38 +96,12 @@ func (p Product) LatestVersion() string {
 	return latest
 }
 
-// MarshalJSON flattens the fields next to "versions".
-func (p Product) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(p.Fields)+len(p.NullFields)+1)
-	for _, k := range p.NullFields {
-		m[k] = nil
-	}
-	for k, v := range p.Fields {
-		m[k] = v
-	}
-	m["versions"] = p.Versions
-	return json.Marshal(m)
-}
+// MarshalJSON flattens the fields next to "versions"; fields in
+// NullFields without a value are written as null.
+func (p Product) MarshalJSON() ([]byte, error) { return p.appendJSON(nil), nil }
 
 // MarshalJSON flattens the fields next to "items".
-func (v Version) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(v.Fields)+1)
-	for k, val := range v.Fields {
-		m[k] = val
-	}
-	m["items"] = v.Items
-	return json.Marshal(m)
-}
+func (v Version) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }
 
 // MarshalJSON writes size as a JSON integer: a string crashes sstream-mirror.
-func (it Item) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(it.Extra)+4)
-	for k, v := range it.Extra {
-		m[k] = v
-	}
-	m["ftype"] = it.FType
-	m["path"] = it.Path
-	m["sha256"] = it.SHA256
-	m["size"] = it.Size
-	return json.Marshal(m)
-}
+func (it Item) MarshalJSON() ([]byte, error) { return it.appendJSON(nil), nil }
