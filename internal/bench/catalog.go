@@ -101,7 +101,7 @@ func (r *run) idle(ctx context.Context, s *server) error {
 	if err != nil {
 		return err
 	}
-	const window = 10 * time.Second
+	const window = 20 * time.Second
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
