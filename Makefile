@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/customstream
 
-.PHONY: build run test test-unit test-faults lint bench clean test-tools
+.PHONY: build run test test-unit test-faults lint bench bench-go bench-transfer clean test-tools
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/customstream
@@ -45,11 +45,20 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./cmd/customstream/
 
-# Go benchmarks, then a 4 GiB upload through the real server and a 1 GiB
-# export and import (peak RSS, throughput).
+# Every target of issue 7 measured beside nginx, wrk, curl and sha256sum in
+# one run (nginx and wrk installed with apt-get when missing and root, on
+# loopback, stopped by PID): a markdown table of ratios on stdout, for
+# docs/BENCHMARKS.md. BENCH_QUICK=1 for smaller sizes, BENCH_ONLY=upload,serving
+# for some sections. Never part of make test.
 bench:
+	$(GO) run ./cmd/customstream-bench
+
+# The Go micro-benchmarks (catalog filter, file serving, filter expressions).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	scripts/bench-upload 4G
+
+# A 1 GiB air-gap export and import (throughput, peak RSS).
+bench-transfer:
 	scripts/bench-transfer 1024
 
 clean:

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/customstream/customstream/internal/check"
 	"github.com/customstream/customstream/internal/config"
@@ -45,8 +46,19 @@ Configuration (environment):
 `
 
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// defaultMemoryLimit is the heap size past which the garbage collector runs
+// harder (GOMEMLIMIT overrides it). Without it the heap grows to twice what
+// is live: refreshing a 20,000-product catalog, about 120 MiB parsed, took
+// the process to 680 MiB (410 MiB once the old copy was freed first; 300
+// MiB with this limit, at 0.5 s more of collection). It is a soft limit:
+// nothing fails above it.
+const defaultMemoryLimit = 256 << 20
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check" {

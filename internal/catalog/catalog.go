@@ -4,13 +4,14 @@
 package catalog
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -109,6 +110,12 @@ func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loade
 			s.log.Warn("Cached catalog unreadable; fetching it again", slog.String("url", indexURL), slog.Any("error", err))
 		}
 	}
+	// Forget the old copy first, so it can be freed while the new one is
+	// parsed (two large catalogs at once doubled the peak memory); if the
+	// fetch fails, the next load reads the database's copy.
+	s.mu.Lock()
+	delete(s.loaded, indexURL)
+	s.mu.Unlock()
 	start := time.Now()
 	// The catalog keeps the URL as the admin gave it; the cache key is the index URL.
 	cat, err := s.client.FetchCatalog(ctx, strings.TrimSpace(rawURL))
@@ -154,10 +161,14 @@ func (s *Service) keep(indexURL string, l *Loaded) {
 	s.loaded[indexURL] = l
 }
 
+// save caches the catalog's documents, gzipped gob.
 func (s *Service) save(cat *upstream.Catalog, products int) error {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if err := json.NewEncoder(zw).Encode(cat); err != nil {
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return fmt.Errorf("cache catalog %s: %w", cat.IndexURL, err)
+	}
+	if err := gob.NewEncoder(zw).Encode(cat.TakeDocuments()); err != nil {
 		return fmt.Errorf("cache catalog %s: %w", cat.IndexURL, err)
 	}
 	if err := zw.Close(); err != nil {
@@ -168,6 +179,8 @@ func (s *Service) save(cat *upstream.Catalog, products int) error {
 		Products: products, FetchedAt: cat.FetchedAt, LastUsed: now}, buf.Bytes())
 }
 
+// fromStore reads a cached catalog. Versions before the documents were
+// cached wrote the parsed catalog as JSON: those read as such.
 func (s *Service) fromStore(indexURL string) (*Loaded, error) {
 	data, err := s.store.GetCatalog(indexURL)
 	if err != nil {
@@ -177,11 +190,23 @@ func (s *Service) fromStore(indexURL string) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cached catalog %s: %w", indexURL, err)
 	}
-	var cat upstream.Catalog
-	if err := json.NewDecoder(zr).Decode(&cat); err != nil && !errors.Is(err, io.EOF) {
+	br := bufio.NewReader(zr)
+	if first, err := br.Peek(1); err == nil && first[0] == '{' {
+		var cat upstream.Catalog
+		if err := json.NewDecoder(br).Decode(&cat); err != nil {
+			return nil, fmt.Errorf("cached catalog %s: %w", indexURL, err)
+		}
+		return newLoaded(&cat), nil
+	}
+	var docs upstream.Documents
+	if err := gob.NewDecoder(br).Decode(&docs); err != nil {
 		return nil, fmt.Errorf("cached catalog %s: %w", indexURL, err)
 	}
-	return newLoaded(&cat), nil
+	cat, err := docs.Catalog()
+	if err != nil {
+		return nil, fmt.Errorf("cached catalog %s: %w", indexURL, err)
+	}
+	return newLoaded(cat), nil
 }
 
 // Upstreams lists the upstreams used before, most recent first.

@@ -1,7 +1,10 @@
 package catalog
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -67,7 +70,9 @@ func TestLoadCachesInMemoryAndInTheDatabase(t *testing.T) {
 	l2, err := fresh.Load(ctx, f.url, false)
 	require.NoError(t, err)
 	assert.Equal(t, 1, f.requests("streams/v1/index.json"))
-	assert.Equal(t, len(l.Entries), len(l2.Entries))
+	assert.Equal(t, l.Entries, l2.Entries)
+	assert.Equal(t, l.Catalog.Products, l2.Catalog.Products, "the cached documents parse to the same catalog")
+	assert.Equal(t, l.Catalog.Warnings, l2.Catalog.Warnings)
 
 	_, err = fresh.Load(ctx, f.url, true)
 	require.NoError(t, err)
@@ -78,6 +83,25 @@ func TestLoadCachesInMemoryAndInTheDatabase(t *testing.T) {
 	require.Len(t, ups, 1)
 	assert.Equal(t, f.url, ups[0].URL)
 	assert.Equal(t, len(l.Entries), ups[0].Products)
+}
+
+// A catalog cached as JSON, as versions before the document cache wrote it,
+// still loads from the database.
+func TestLoadReadsAJSONCache(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cat, err := upstream.New(upstream.Options{}).FetchCatalog(ctx, f.url)
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	require.NoError(t, json.NewEncoder(zw).Encode(cat))
+	require.NoError(t, zw.Close())
+	require.NoError(t, f.store.PutUpstream(&store.Upstream{URL: cat.IndexURL, Root: cat.Root}, buf.Bytes()))
+
+	l, err := f.svc.Load(ctx, f.url, false)
+	require.NoError(t, err)
+	assert.Equal(t, 1, f.requests("streams/v1/index.json"), "read from the database, not fetched")
+	assert.Equal(t, cat.Products, l.Catalog.Products)
 }
 
 func TestLoadErrors(t *testing.T) {

@@ -73,6 +73,12 @@ type Publisher struct {
 	// retired holds the product files that left the index, with when:
 	// they stay served for docGrace.
 	retired map[string]time.Time
+	// onDisk is what the last publish left in the tree: every kept path,
+	// with the blob sum of item links ("" for documents). Later publishes
+	// link and prune against it instead of checking every file of every
+	// version (with 5,000 versions that took most of a publish); the first
+	// publish after a start checks the whole tree.
+	onDisk map[string]string
 
 	// sign, when set, writes a clearsigned .sjson beside every .json;
 	// keyring checks that kept signed copies are the current key's.
@@ -127,6 +133,9 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 			continue
 		}
 		for _, it := range img.Items {
+			if sum, ok := p.onDisk[it.Path]; ok && sum == it.SHA256 {
+				continue
+			}
 			if err := p.link(it.Path, it.SHA256); err != nil {
 				failed[img.ID] = true
 				skipped[img.ID] = err.Error()
@@ -224,7 +233,12 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		keep[rel] = true
 	}
 	if err := p.prune(keep); err != nil {
+		p.onDisk = nil
 		return nil, err
+	}
+	p.onDisk = make(map[string]string, len(keep))
+	for rel := range keep {
+		p.onDisk[rel] = files[rel].SHA256
 	}
 	versions := 0
 	for _, doc := range docs {
@@ -585,8 +599,32 @@ func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
 }
 
 // prune removes every file under the tree that keep does not name, and the
-// directories that leaves empty.
+// directories that leaves empty: after the first publish, only what the
+// last publish kept can be there.
 func (p *Publisher) prune(keep map[string]bool) error {
+	if p.onDisk == nil {
+		return p.pruneAll(keep)
+	}
+	for rel := range p.onDisk {
+		if keep[rel] {
+			continue
+		}
+		full := filepath.Join(p.dir, filepath.FromSlash(rel))
+		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("publish: prune: %w", err)
+		}
+		// Parents that this leaves empty go too; Remove fails, as intended, on the first that is not.
+		for dir := path.Dir(rel); dir != "." && dir != "streams" && dir != StreamsDir; dir = path.Dir(dir) {
+			if os.Remove(filepath.Join(p.dir, filepath.FromSlash(dir))) != nil {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// pruneAll walks the whole tree for prune.
+func (p *Publisher) pruneAll(keep map[string]bool) error {
 	var dirs []string
 	err := filepath.WalkDir(p.dir, func(full string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -402,3 +402,27 @@ func TestPublishInterruptedLeavesAConsistentStream(t *testing.T) {
 		})
 	}
 }
+
+// A publisher trusts what its own last publish left; a new one (a restart)
+// checks the whole tree: stray files go, missing links come back.
+func TestPublishAfterRestartChecksTheWholeTree(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20250101", store.StatusReady)
+	_, err := f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	stray := filepath.Join(f.pub.Dir(), "uploads", "stray")
+	require.NoError(t, os.WriteFile(stray, []byte("left by a crash"), 0o644))
+	kernel := filepath.Join(f.pub.Dir(), a.Items[0].Path)
+	require.NoError(t, os.Remove(kernel))
+
+	_, err = f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	assert.FileExists(t, stray, "the same publisher does not walk the tree again")
+
+	restarted, err := New(f.dir, f.blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	_, err = restarted.Publish([]store.Image{a})
+	require.NoError(t, err)
+	assert.NoFileExists(t, stray)
+	assert.FileExists(t, kernel)
+}

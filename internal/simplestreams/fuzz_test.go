@@ -1,7 +1,10 @@
 package simplestreams
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,9 +56,8 @@ var brokenProducts = []string{
 	`{"content_id": 1}`,
 }
 
-// FuzzProducts checks that parsing a product file never panics and that what
-// parses survives a marshal/unmarshal round trip unchanged.
-func FuzzProducts(f *testing.F) {
+// addProductSeeds adds the real product files and brokenProducts.
+func addProductSeeds(f *testing.F) {
 	_, products := fuzzSeedFiles(f)
 	for _, p := range products {
 		f.Add(p)
@@ -63,6 +65,12 @@ func FuzzProducts(f *testing.F) {
 	for _, s := range brokenProducts {
 		f.Add([]byte(s))
 	}
+}
+
+// FuzzProducts checks that parsing a product file never panics and that what
+// parses survives a marshal/unmarshal round trip unchanged.
+func FuzzProducts(f *testing.F) {
+	addProductSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var p Products
 		if err := json.Unmarshal(data, &p); err != nil {
@@ -73,6 +81,34 @@ func FuzzProducts(f *testing.F) {
 		var again Products
 		require.NoError(t, json.Unmarshal(out, &again), "re-parse %s", out)
 		require.Equal(t, p, again, "round trip through %s", out)
+	})
+}
+
+// FuzzDecodeGeneric checks the fast generic decoder against encoding/json:
+// the same verdict on every input and the same value when it parses.
+func FuzzDecodeGeneric(f *testing.F) {
+	addProductSeeds(f)
+	for _, s := range []string{`"a\u00e9\n"`, `[1, -0.5e+3, true, false, null, {}]`, `{"a":1}x`, `01`, `1.`, `"\x"`, "\"\t\"", `{"a" 1}`, ` [ ] `, strings.Repeat("[", 10001) + strings.Repeat("]", 10001)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := decodeGeneric(data)
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var want any
+		wantErr := dec.Decode(&want)
+		if wantErr == nil && dec.More() {
+			wantErr = errors.New("trailing data")
+		}
+		if wantErr == nil {
+			if _, terr := dec.Token(); terr != io.EOF {
+				wantErr = errors.New("trailing data")
+			}
+		}
+		require.Equal(t, wantErr == nil, err == nil, "encoding/json: %v, decodeGeneric: %v", wantErr, err)
+		if err == nil {
+			require.Equal(t, want, got)
+		}
 	})
 }
 

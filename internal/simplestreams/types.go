@@ -3,8 +3,6 @@
 package simplestreams
 
 import (
-	"encoding/json"
-	"fmt"
 	"sort"
 	"time"
 )
@@ -98,137 +96,12 @@ func (p Product) LatestVersion() string {
 	return latest
 }
 
-// MarshalJSON flattens the fields next to "versions".
-func (p Product) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(p.Fields)+len(p.NullFields)+1)
-	for _, k := range p.NullFields {
-		m[k] = nil
-	}
-	for k, v := range p.Fields {
-		m[k] = v
-	}
-	m["versions"] = p.Versions
-	return json.Marshal(m)
-}
-
-// UnmarshalJSON reads a product tolerantly: non-string scalar fields are
-// kept in their JSON text form, nested objects other than versions are dropped.
-func (p *Product) UnmarshalJSON(data []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return err
-	}
-	p.Fields = make(map[string]string, len(raw))
-	p.Versions = nil
-	for k, v := range raw {
-		if k == "versions" {
-			if err := json.Unmarshal(v, &p.Versions); err != nil {
-				return fmt.Errorf("versions: %w", err)
-			}
-			continue
-		}
-		if s, ok := scalarString(v); ok {
-			p.Fields[k] = s
-		}
-	}
-	return nil
-}
+// MarshalJSON flattens the fields next to "versions"; fields in
+// NullFields without a value are written as null.
+func (p Product) MarshalJSON() ([]byte, error) { return p.appendJSON(nil), nil }
 
 // MarshalJSON flattens the fields next to "items".
-func (v Version) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(v.Fields)+1)
-	for k, val := range v.Fields {
-		m[k] = val
-	}
-	m["items"] = v.Items
-	return json.Marshal(m)
-}
-
-// UnmarshalJSON reads a version tolerantly, like Product.
-func (v *Version) UnmarshalJSON(data []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return err
-	}
-	v.Fields = make(map[string]string)
-	v.Items = nil
-	for k, val := range raw {
-		if k == "items" {
-			if err := json.Unmarshal(val, &v.Items); err != nil {
-				return fmt.Errorf("items: %w", err)
-			}
-			continue
-		}
-		if s, ok := scalarString(val); ok {
-			v.Fields[k] = s
-		}
-	}
-	return nil
-}
+func (v Version) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }
 
 // MarshalJSON writes size as a JSON integer: a string crashes sstream-mirror.
-func (it Item) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(it.Extra)+4)
-	for k, v := range it.Extra {
-		m[k] = v
-	}
-	m["ftype"] = it.FType
-	m["path"] = it.Path
-	m["sha256"] = it.SHA256
-	m["size"] = it.Size
-	return json.Marshal(m)
-}
-
-// UnmarshalJSON reads an item; a size that is not a JSON integer is an error.
-func (it *Item) UnmarshalJSON(data []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return err
-	}
-	*it = Item{Extra: make(map[string]string)}
-	for k, v := range raw {
-		switch k {
-		case "size":
-			if err := json.Unmarshal(v, &it.Size); err != nil {
-				return fmt.Errorf("size %s is not an integer", string(v))
-			}
-		case "ftype", "path", "sha256":
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil {
-				return fmt.Errorf("%s is not a string", k)
-			}
-			switch k {
-			case "ftype":
-				it.FType = s
-			case "path":
-				it.Path = s
-			default:
-				it.SHA256 = s
-			}
-		default:
-			if s, ok := scalarString(v); ok {
-				it.Extra[k] = s
-			}
-		}
-	}
-	return nil
-}
-
-// scalarString returns a JSON scalar as text; objects, arrays and null are skipped.
-func scalarString(v json.RawMessage) (string, bool) {
-	if len(v) == 0 {
-		return "", false
-	}
-	switch v[0] {
-	case '"':
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return "", false
-		}
-		return s, true
-	case '{', '[', 'n':
-		return "", false
-	default:
-		return string(v), true
-	}
-}
+func (it Item) MarshalJSON() ([]byte, error) { return it.appendJSON(nil), nil }
