@@ -78,12 +78,12 @@ func StartScrub(ctx context.Context, svc *images.Service, q Enqueuer, log *slog.
 }
 
 // ScrubLoop starts a scrub once interval has passed since the last one was
-// created (with none in the history, since the loop started), looking every
-// check until ctx ends. Counting from the last scrub rather than from the
-// process start lets a server restarted more often than interval scrub too.
-func ScrubLoop(ctx context.Context, interval, check time.Duration, history func() ([]store.Job, error),
+// created (with none in the history, since the schedule began: the first
+// start on this data directory), looking every check until ctx ends.
+// Counting from stored times rather than from the process start lets a
+// server restarted more often than interval scrub too.
+func ScrubLoop(ctx context.Context, interval, check time.Duration, began time.Time, history func() ([]store.Job, error),
 	start func(ctx context.Context) error, log *slog.Logger) {
-	began := time.Now()
 	t := time.NewTicker(check)
 	defer t.Stop()
 	for {
@@ -162,7 +162,7 @@ func (h *ScrubHandler) scrub(ctx context.Context, p ScrubPayload) (images.ScrubR
 	var res images.ScrubResult
 	var done int64
 	for _, b := range p.Blobs {
-		problem, n, err := h.check(ctx, b, func(n int64) { rep.Report(done + n) }, true)
+		problem, file, n, err := h.check(ctx, b, func(n int64) { rep.Report(done + n) }, true)
 		if err != nil {
 			return images.ScrubResult{}, err
 		}
@@ -172,7 +172,7 @@ func (h *ScrubHandler) scrub(ctx context.Context, p ScrubPayload) (images.ScrubR
 		rep.Report(done)
 		if problem != "" {
 			h.Log.Warn("Damaged blob", slog.String("job_id", p.JobID), slog.String("sha256", b.SHA256), slog.String("problem", problem))
-			res.Damaged = append(res.Damaged, images.DamagedBlob{SHA256: b.SHA256, Problem: problem})
+			res.Damaged = append(res.Damaged, images.DamagedBlob{SHA256: b.SHA256, Problem: problem, File: file})
 		}
 	}
 	rep.Report(total)
@@ -180,38 +180,40 @@ func (h *ScrubHandler) scrub(ctx context.Context, p ScrubPayload) (images.ScrubR
 }
 
 // check re-hashes one blob and says what is wrong with it ("" when
-// nothing), with the bytes it read. A blob file replaced while it was read
-// (the old one is damaged, the new one in place) is checked once more, so
-// a good file is never reported for its predecessor.
-func (h *ScrubHandler) check(ctx context.Context, b images.BlobRef, progress func(int64), again bool) (string, int64, error) {
+// nothing), which file it read (zero when missing) and the bytes it read.
+// A blob file replaced while it was read (the old one is damaged, the new
+// one in place) is checked once more, so a good file is never reported for
+// its predecessor.
+func (h *ScrubHandler) check(ctx context.Context, b images.BlobRef, progress func(int64), again bool) (string, blobs.FileID, int64, error) {
 	path := h.Blobs.Path(b.SHA256)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "missing", 0, nil
+		return "missing", blobs.FileID{}, 0, nil
 	}
 	if err != nil {
 		// Permissions and the like: the set-up, not the blob, is wrong.
-		return "", 0, fmt.Errorf("blob %s: %w", b.SHA256, err)
+		return "", blobs.FileID{}, 0, fmt.Errorf("blob %s: %w", b.SHA256, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return "", 0, fmt.Errorf("blob %s: %w", b.SHA256, err)
+		return "", blobs.FileID{}, 0, fmt.Errorf("blob %s: %w", b.SHA256, err)
 	}
+	id := blobs.IDOf(fi)
 	if fi.Size() != b.Size {
-		return fmt.Sprintf("size mismatch (%d bytes, expected %d)", fi.Size(), b.Size), 0, nil
+		return fmt.Sprintf("size mismatch (%d bytes, expected %d)", fi.Size(), b.Size), id, 0, nil
 	}
 	sum, n, err := blobs.HashReader(ctx, f, progress)
 	switch {
 	case errors.Is(err, syscall.EIO):
-		return "unreadable (input/output error)", n, nil
+		return "unreadable (input/output error)", id, n, nil
 	case err != nil:
-		return "", n, fmt.Errorf("blob %s: %w", b.SHA256, err)
+		return "", id, n, fmt.Errorf("blob %s: %w", b.SHA256, err)
 	case sum == b.SHA256:
-		return "", n, nil
+		return "", id, n, nil
 	}
 	if cur, err := os.Stat(path); again && err == nil && !os.SameFile(fi, cur) {
 		return h.check(ctx, b, progress, false)
 	}
-	return "sha256 mismatch", n, nil
+	return "sha256 mismatch", id, n, nil
 }

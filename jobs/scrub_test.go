@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -326,12 +327,12 @@ func TestScrubRechecksABlobReplacedWhileRead(t *testing.T) {
 			require.NoError(t, os.Rename(tmp, path))
 		})
 	}
-	problem, _, err := e.scrubHandler().check(context.Background(), images.BlobRef{SHA256: it.SHA256, Size: it.Size}, replace, true)
+	problem, _, _, err := e.scrubHandler().check(context.Background(), images.BlobRef{SHA256: it.SHA256, Size: it.Size}, replace, true)
 	require.NoError(t, err)
 	assert.Empty(t, problem, "the file in place is good: nothing to report")
 
 	overwrite(t, path, bad)
-	problem, _, err = e.scrubHandler().check(context.Background(), images.BlobRef{SHA256: it.SHA256, Size: it.Size}, nil, true)
+	problem, _, _, err = e.scrubHandler().check(context.Background(), images.BlobRef{SHA256: it.SHA256, Size: it.Size}, nil, true)
 	require.NoError(t, err)
 	assert.Equal(t, "sha256 mismatch", problem)
 }
@@ -359,7 +360,7 @@ func TestScrubLoopCountsFromTheLastScrub(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ScrubLoop(ctx, time.Second, 10*time.Millisecond, list, start, slog.New(slog.DiscardHandler))
+		ScrubLoop(ctx, time.Second, 10*time.Millisecond, time.Now().Add(-time.Hour), list, start, slog.New(slog.DiscardHandler))
 	}()
 	time.Sleep(300 * time.Millisecond)
 	mu.Lock()
@@ -376,26 +377,61 @@ func TestScrubLoopCountsFromTheLastScrub(t *testing.T) {
 	failing := func() ([]store.Job, error) { return nil, errors.New("database closed") }
 	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	ScrubLoop(ctx, time.Millisecond, 5*time.Millisecond, failing, func(context.Context) error {
+	ScrubLoop(ctx, time.Millisecond, 5*time.Millisecond, time.Time{}, failing, func(context.Context) error {
 		t.Error("no scrub without the history")
 		return nil
 	}, slog.New(slog.DiscardHandler))
 }
 
-func TestScrubFreesWhatWasDeletedWhileItRan(t *testing.T) {
-	e := newEnv(t)
-	up := newFileServer(t)
-	img := e.mirrorReady(t, up, "20250615", nil)
-	job, _, err := StartScrub(context.Background(), e.Images, e.Queue, e.Log)
-	require.NoError(t, err)
-	_, err = e.Images.Delete(img.ID)
-	require.NoError(t, err)
-	_, ok := e.Blobs.Has(img.Items[0].SHA256)
-	require.True(t, ok, "no collection while the scrub may read the file")
+func TestScrubLoopWithNoScrubCountsFromTheScheduleStart(t *testing.T) {
+	tests := []struct {
+		name   string
+		began  time.Duration // before now
+		starts bool
+	}{
+		{"a server first started an interval ago, restarted since", 2 * time.Hour, true},
+		{"a server first started just now", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var starts atomic.Int32
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			ScrubLoop(ctx, time.Hour, 5*time.Millisecond, time.Now().Add(-tt.began), func() ([]store.Job, error) { return nil, nil },
+				func(context.Context) error { starts.Add(1); cancel(); return nil }, slog.New(slog.DiscardHandler))
+			assert.Equal(t, tt.starts, starts.Load() > 0)
+		})
+	}
+}
 
-	p := e.scrubResult(t, job)
-	assert.Empty(t, p.Scrub.Damaged)
-	require.NoError(t, e.runPending(t, QueueResults, resultTaskID(job.ID), e.results))
-	_, ok = e.Blobs.Has(img.Items[0].SHA256)
-	assert.False(t, ok, "freed once the scrub is recorded")
+func TestScrubFreesWhatWasDeletedWhileItRan(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(t *testing.T, e *env, job *store.Job)
+	}{
+		{"once the scrub is recorded", func(t *testing.T, e *env, job *store.Job) {
+			p := e.scrubResult(t, job)
+			assert.Empty(t, p.Scrub.Damaged)
+			require.NoError(t, e.runPending(t, QueueResults, resultTaskID(job.ID), e.results))
+		}},
+		{"once the scrub is canceled", func(t *testing.T, e *env, job *store.Job) {
+			require.NoError(t, e.Images.Cancel(job.ID))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			up := newFileServer(t)
+			img := e.mirrorReady(t, up, "20250615", nil)
+			job, _, err := StartScrub(context.Background(), e.Images, e.Queue, e.Log)
+			require.NoError(t, err)
+			_, err = e.Images.Delete(img.ID)
+			require.NoError(t, err)
+			_, ok := e.Blobs.Has(img.Items[0].SHA256)
+			require.True(t, ok, "no collection while the scrub may read the file")
+			tt.end(t, e, job)
+			_, ok = e.Blobs.Has(img.Items[0].SHA256)
+			assert.False(t, ok, "freed")
+		})
+	}
 }

@@ -307,11 +307,15 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	}()
 	defer func() { stopRequeue(); <-requeueDone }()
 	if cfg.ScrubInterval > 0 {
+		began, err := st.ScheduleSince()
+		if err != nil {
+			return err
+		}
 		scrubCtx, stopScrubs := context.WithCancel(ctx)
 		scrubDone := make(chan struct{})
 		go func() {
 			defer close(scrubDone)
-			jobs.ScrubLoop(scrubCtx, cfg.ScrubInterval, scrubCheckEvery, st.ListJobs, func(ctx context.Context) error {
+			jobs.ScrubLoop(scrubCtx, cfg.ScrubInterval, scrubCheckEvery, began, st.ListJobs, func(ctx context.Context) error {
 				_, _, err := jobs.StartScrub(ctx, svc, queue, log)
 				return err
 			}, log)

@@ -102,6 +102,45 @@ func (s *Store) Commit(stagedPath, sum string) error {
 	return nil
 }
 
+// FileID tells one blob file from a later one at the same path.
+type FileID struct {
+	Inode   uint64 `json:"inode,omitempty"`
+	ModTime int64  `json:"mod_time,omitempty"` // Unix nanoseconds
+}
+
+// IDOf returns the identity of an opened file.
+func IDOf(fi fs.FileInfo) FileID {
+	id := FileID{ModTime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.Inode = st.Ino
+	}
+	return id
+}
+
+// RemoveDamaged removes the blob file a check found damaged, if it is still
+// that file (a zero id: the blob was missing), and reports whether the blob
+// is gone now. A different file at the path is a fresh copy: it stays, and
+// the answer is false.
+func (s *Store) RemoveDamaged(sum string, id FileID) (bool, error) {
+	if !ValidSum(sum) {
+		return false, fmt.Errorf("remove: invalid sha256 %q", sum)
+	}
+	fi, err := os.Stat(s.Path(sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove blob %s: %w", sum, err)
+	}
+	if id == (FileID{}) || IDOf(fi) != id {
+		return false, nil
+	}
+	if err := s.Remove(sum); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Remove deletes the blob; a missing blob is not an error.
 func (s *Store) Remove(sum string) error {
 	if !ValidSum(sum) {

@@ -127,3 +127,55 @@ func TestHashFileContextStopsWhenCanceled(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 3*hashBufSize, size, "the file is left whole")
 }
+
+func TestRemoveDamaged(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	data := []byte("blob bytes")
+	sum := sumOf(data)
+	commit := func() FileID {
+		t.Helper()
+		require.NoError(t, s.Commit(stage(t, s, "x", data), sum))
+		fi, err := os.Stat(s.Path(sum))
+		require.NoError(t, err)
+		return IDOf(fi)
+	}
+	judged := commit()
+	require.NotZero(t, judged.Inode)
+
+	tests := []struct {
+		name    string
+		prepare func() FileID
+		gone    bool
+		present bool
+	}{
+		{"the file the scrub read", func() FileID { return judged }, true, false},
+		{"missing, still missing", func() FileID { return FileID{} }, true, false},
+		{"missing, then a fresh copy committed", func() FileID { commit(); return FileID{} }, false, true},
+		{"damaged, then a fresh copy committed", func() FileID {
+			old := IDOf(mustStat(t, s.Path(sum)))
+			require.NoError(t, os.Remove(s.Path(sum)))
+			commit()
+			return old
+		}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := tt.prepare()
+			gone, err := s.RemoveDamaged(sum, id)
+			require.NoError(t, err)
+			assert.Equal(t, tt.gone, gone)
+			_, present := s.Has(sum)
+			assert.Equal(t, tt.present, present)
+		})
+	}
+	_, err = s.RemoveDamaged("../x", FileID{})
+	assert.Error(t, err)
+}
+
+func mustStat(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	return fi
+}

@@ -35,7 +35,8 @@ func (s *Service) Cancel(jobID string) error {
 	}
 	s.removeStaged(staged)
 	s.log.Info("Job canceled", slog.String("job_id", jobID))
-	return nil
+	// Blobs freed while the job ran (a scrub holds collection back) go now.
+	return s.republish()
 }
 
 // Retry starts a failed or canceled mirror job again, as a new job for the

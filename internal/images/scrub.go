@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/customstream/customstream/internal/blobs"
 	"github.com/customstream/customstream/internal/store"
 	"github.com/customstream/customstream/internal/units"
 )
@@ -25,6 +26,10 @@ type DamagedBlob struct {
 	// Problem says what is wrong, for people: "sha256 mismatch",
 	// "missing", "size 10 B, expected 20 B".
 	Problem string `json:"problem"`
+	// File is the damaged file as the worker read it; zero when it was
+	// missing. Only that file is removed: a fresh copy put in place since
+	// is not damaged.
+	File blobs.FileID `json:"file,omitempty"`
 }
 
 // ScrubResult is what a scrub job reports; Error is set when it failed.
@@ -109,12 +114,24 @@ func (s *Service) CreateScrub(newJob NewScrubFunc) (*store.Job, bool, error) {
 // for the caller to enqueue), an upload or an import is marked damaged until
 // an admin deletes it or uploads it again. The damaged blob files are
 // removed, so neither the download nor a new upload of the same content
-// takes the bad copy for a good one. A second result for the job is ignored.
+// takes the bad copy for a good one; a blob replaced by a fresh copy since
+// the worker read it is left alone. A second result for the job is ignored.
 func (s *Service) RecordScrub(jobID string, res ScrubResult, redownload NewJobFunc) ([]store.Job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The damaged files go first: a download or upload must not take one
+	// for a good copy. A removal that fails records nothing, so the result
+	// is retried.
 	problems := map[string]string{}
 	for _, d := range res.Damaged {
+		gone, err := s.blobs.RemoveDamaged(d.SHA256, d.File)
+		if err != nil {
+			return nil, fmt.Errorf("record scrub %s: %w", jobID, err)
+		}
+		if !gone {
+			s.log.Info("A damaged blob was replaced by a fresh copy since the scrub read it", slog.String("sha256", d.SHA256))
+			continue
+		}
 		problems[d.SHA256] = d.Problem
 	}
 	var reports []string
@@ -168,11 +185,6 @@ func (s *Service) RecordScrub(jobID string, res ScrubResult, redownload NewJobFu
 			return nil, s.republish()
 		}
 		return nil, fmt.Errorf("record scrub %s: %w", jobID, err)
-	}
-	for _, d := range res.Damaged {
-		if err := s.blobs.Remove(d.SHA256); err != nil {
-			s.log.Warn("Unable to remove a damaged blob", slog.String("sha256", d.SHA256), slog.Any("error", err))
-		}
 	}
 	for _, img := range changed {
 		s.log.Warn("Damaged version taken out of the stream", slog.String("image_id", img.ID), slog.String("product_id", img.ProductID),

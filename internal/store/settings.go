@@ -60,3 +60,25 @@ func (s *Store) PutSettings(v Settings) error {
 	v.UpdatedAt = time.Now().UTC()
 	return s.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketSettings, settingsKey, &v) })
 }
+
+// scheduleKey holds when this data directory's schedules began.
+const scheduleKey = "schedule_since"
+
+// ScheduleSince returns when the server first ran on this data directory,
+// saving now on the first call: a periodic job with no run yet counts from
+// it, so restarts do not postpone its first run.
+func (s *Store) ScheduleSince() (time.Time, error) {
+	var since time.Time
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		err := get(tx, bucketSettings, scheduleKey, &since)
+		if errors.Is(err, ErrNotFound) {
+			since = time.Now().UTC()
+			return put(tx, bucketSettings, scheduleKey, since)
+		}
+		return err
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("schedule start: %w", err)
+	}
+	return since, nil
+}

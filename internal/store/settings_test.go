@@ -1,6 +1,7 @@
 package store
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -76,4 +77,20 @@ func TestPruneJobs(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"job-old-failed", "job-new-ok", "job-running", "job-retry", "old-sync"}, left,
 		"old finished jobs go; recent and unfinished ones, a failed image's last job and each type's last run stay")
+}
+
+func TestScheduleSinceIsSavedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "customstream.db")
+	s, err := Open(path, time.Second)
+	require.NoError(t, err)
+	first, err := s.ScheduleSince()
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), first, time.Minute)
+	require.NoError(t, s.Close())
+	s, err = Open(path, time.Second)
+	require.NoError(t, err)
+	defer s.Close()
+	again, err := s.ScheduleSince()
+	require.NoError(t, err)
+	assert.True(t, first.Equal(again), "a restart keeps the first start")
 }

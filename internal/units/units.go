@@ -35,35 +35,41 @@ func Duration(d time.Duration) string {
 }
 
 // Ago says how long ago something happened d before now, for people:
-// "just now", "5 minutes ago", "3 hours ago", "12 days ago".
+// "just now", "5 minutes ago", "3 hours ago", "12 days ago". It rounds
+// down, as people do about the past.
 func Ago(d time.Duration) string {
 	if d < time.Minute {
 		return "just now"
 	}
-	return span(d) + " ago"
+	return span(d, false) + " ago"
 }
 
-// In says how soon something happens d from now: "in 5 minutes".
+// In says how soon something happens d from now: "in 5 minutes", "in 7
+// days". It rounds to the nearest unit: a week less a second is "7 days".
 func In(d time.Duration) string {
 	if d < time.Minute {
 		return "in under a minute"
 	}
-	return "in " + span(d)
+	return "in " + span(d, true)
 }
 
-// span is a positive duration of at least a minute in its largest unit.
-func span(d time.Duration) string {
-	n, unit := int(d/(24*time.Hour)), "day"
+// span is a duration of at least a minute in its largest unit.
+func span(d time.Duration, nearest bool) string {
+	unit, name := 24*time.Hour, "day"
 	switch {
 	case d < time.Hour:
-		n, unit = int(d/time.Minute), "minute"
+		unit, name = time.Minute, "minute"
 	case d < 24*time.Hour:
-		n, unit = int(d/time.Hour), "hour"
+		unit, name = time.Hour, "hour"
 	}
+	if nearest {
+		d += unit / 2
+	}
+	n := int(d / unit)
 	if n == 1 {
-		return "1 " + unit
+		return "1 " + name
 	}
-	return fmt.Sprintf("%d %ss", n, unit)
+	return fmt.Sprintf("%d %ss", n, name)
 }
 
 // Count returns n with thousands separators: "100,000".

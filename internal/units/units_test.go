@@ -46,7 +46,8 @@ func TestAgo(t *testing.T) {
 
 func TestIn(t *testing.T) {
 	tests := map[time.Duration]string{-time.Second: "in under a minute", 30 * time.Second: "in under a minute",
-		time.Minute: "in 1 minute", 90 * time.Minute: "in 1 hour", 6*24*time.Hour + 23*time.Hour: "in 6 days"}
+		time.Minute: "in 1 minute", 80 * time.Minute: "in 1 hour", 90 * time.Minute: "in 2 hours",
+		7*24*time.Hour - time.Second: "in 7 days", 6*24*time.Hour + 11*time.Hour: "in 6 days"}
 	for in, want := range tests {
 		assert.Equal(t, want, In(in), in)
 	}

@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -82,7 +83,8 @@ func (h *handler) auditOutcome(c *fiber.Ctx, action, outcome, target, detail str
 // auditAs records an action by who. Recording never fails the action: an
 // error is logged and the request goes on. Callers pass no secrets.
 func (h *handler) auditAs(c *fiber.Ctx, who, action, outcome, target, detail string) {
-	e := &store.AuditEntry{Actor: clip(who), Action: action, Outcome: outcome, Target: clip(target), Detail: clip(detail), Remote: c.IP()}
+	e := &store.AuditEntry{Actor: clip(who), Action: action, Outcome: outcome, Target: clip(redactURLs(target)),
+		Detail: clip(redactURLs(detail)), Remote: c.IP()}
 	if err := h.Audit.AppendAudit(e); err != nil {
 		h.Log.Error("Unable to record an audit entry", slog.String("action", action), slog.String("actor", e.Actor),
 			slog.String("target", e.Target), slog.String("outcome", outcome), slog.Any("error", err))
@@ -90,6 +92,15 @@ func (h *handler) auditAs(c *fiber.Ctx, who, action, outcome, target, detail str
 }
 
 // clip shortens s to maxAuditField bytes, on a character boundary.
+// urlCredentials matches the user:password@ part of URLs in a text.
+var urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s]+@`)
+
+// redactURLs hides the credentials of any URL in s: an upstream given as
+// https://user:pass@mirror/ must not reach the audit log and its readers.
+func redactURLs(s string) string {
+	return urlCredentials.ReplaceAllString(s, "${1}xxxxx@")
+}
+
 func clip(s string) string {
 	if len(s) <= maxAuditField {
 		return s

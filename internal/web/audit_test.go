@@ -502,3 +502,15 @@ func TestAuditAPI(t *testing.T) {
 		assert.Contains(t, body, `"error"`)
 	}
 }
+
+func TestAuditHidesURLCredentials(t *testing.T) {
+	tests := map[string]string{
+		"https://user:s3cret@mirror.example/streams/v1/index.json": "https://xxxxx@mirror.example/streams/v1/index.json",
+		"1 started from http://token@10.0.0.1:8080/ and more":      "1 started from http://xxxxx@10.0.0.1:8080/ and more",
+		"http://mirror.example/a@b":                                "http://mirror.example/a@b",
+		"no url, mail admin@example.com":                           "no url, mail admin@example.com",
+	}
+	for in, want := range tests {
+		assert.Equal(t, want, redactURLs(in), in)
+	}
+}

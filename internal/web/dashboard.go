@@ -160,8 +160,17 @@ func (h *handler) dashboard(c *fiber.Ctx) (*dashboardData, error) {
 	}
 	sort.Slice(d.Failing, func(i, j int) bool { return d.Failing[i].FinishedAt.After(d.Failing[j].FinishedAt) })
 	d.Workers = h.workers()
-	if h.Config.ScrubInterval > 0 && d.LastScrub != nil {
-		d.NextScrub = d.LastScrub.CreatedAt.Add(h.Config.ScrubInterval)
+	if h.Config.ScrubInterval > 0 {
+		// As the scrub loop counts: from the last scrub, or with none from
+		// the first start on this data directory.
+		from, err := h.Store.ScheduleSince()
+		if err != nil {
+			return nil, err
+		}
+		if d.LastScrub != nil {
+			from = d.LastScrub.CreatedAt
+		}
+		d.NextScrub = from.Add(h.Config.ScrubInterval)
 	}
 
 	base, _ := h.baseURL(c)

@@ -26,7 +26,7 @@ func TestDashboard(t *testing.T) {
 	for _, want := range []string{
 		"<html", "Dashboard", "No worker is running", "Nothing is published yet", "No sync rules", "Get started",
 		"http://example.com/streams/v1/index.sjson", "http://example.com/keyring.gpg", "0 Ready", `hx-trigger="every 30s"`,
-		"No scrub yet", `name="csrf_token" value="` + e.csrf + `"`,
+		"No scrub yet", "Next in 7 days.", `name="csrf_token" value="` + e.csrf + `"`,
 	} {
 		assert.Contains(t, body, want)
 	}
