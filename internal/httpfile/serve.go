@@ -35,6 +35,10 @@ type File struct {
 	ETag         string // strong validator without quotes (we pass the sha256 hex); "" means none
 	ContentType  string // "" means application/octet-stream
 	CacheControl string // copied into Cache-Control when not ""
+	// Data, when not nil, is the content, served from memory instead of
+	// Path (small documents read on every poll), with ModTime as its date.
+	Data    []byte
+	ModTime time.Time
 }
 
 const defaultContentType = "application/octet-stream"
@@ -45,6 +49,14 @@ func Serve(c *fiber.Ctx, f File) error {
 	if method != fiber.MethodGet && method != fiber.MethodHead {
 		c.Set(fiber.HeaderAllow, "GET, HEAD")
 		return fiber.ErrMethodNotAllowed
+	}
+
+	if f.Data != nil {
+		return serve(c, f, int64(len(f.Data)), f.ModTime, func(start, length int64) error {
+			metrics.ServedBytes.Add(length)
+			c.Response().SetBodyRaw(f.Data[start : start+length])
+			return nil
+		})
 	}
 
 	file, err := os.Open(f.Path)
@@ -72,9 +84,26 @@ func Serve(c *fiber.Ctx, f File) error {
 	if !info.Mode().IsRegular() {
 		return fiber.ErrNotFound
 	}
-	size := info.Size()
+	return serve(c, f, info.Size(), info.ModTime(), func(start, length int64) error {
+		if start > 0 {
+			if _, err := file.Seek(start, io.SeekStart); err != nil {
+				return fmt.Errorf("httpfile: seek %s to %d: %w", f.Path, start, err)
+			}
+		}
+		body := &fileBody{file: file}
+		body.limited = io.LimitedReader{R: file, N: length}
+		c.Context().SetBodyStream(body, int(length))
+		handedOff = true
+		return nil
+	})
+}
+
+// serve answers with the headers, validators and range of content of size
+// bytes, and has body send the chosen window on a GET.
+func serve(c *fiber.Ctx, f File, size int64, modTime time.Time, body func(start, length int64) error) error {
+	method := c.Method()
 	// HTTP dates have one-second resolution; compare validators at that resolution.
-	modTime := info.ModTime().UTC().Truncate(time.Second)
+	modTime = modTime.UTC().Truncate(time.Second)
 
 	h := &c.Response().Header
 	h.Set(fiber.HeaderLastModified, modTime.Format(http.TimeFormat))
@@ -136,16 +165,7 @@ func Serve(c *fiber.Ctx, f File) error {
 		return nil
 	}
 
-	if start > 0 {
-		if _, err := file.Seek(start, io.SeekStart); err != nil {
-			return fmt.Errorf("httpfile: seek %s to %d: %w", f.Path, start, err)
-		}
-	}
-	body := &fileBody{file: file}
-	body.limited = io.LimitedReader{R: file, N: length}
-	c.Context().SetBodyStream(body, int(length))
-	handedOff = true
-	return nil
+	return body(start, length)
 }
 
 // fileBody is the response body stream: a window of an open file that

@@ -641,3 +641,38 @@ func BenchmarkServe(b *testing.B) {
 		})
 	}
 }
+
+// TestServeFromMemory: a document served from memory answers exactly as
+// the same bytes on disk do.
+func TestServeFromMemory(t *testing.T) {
+	data := randomBytes(t, 64<<10, 9)
+	path := writeFile(t, t.TempDir(), "doc", data)
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	disk := newApp(File{Path: path, ETag: testETag, ContentType: "application/json"})
+	memory := newApp(File{Path: "/nonexistent", ETag: testETag, ContentType: "application/json", Data: data, ModTime: info.ModTime()})
+	tests := []struct {
+		name    string
+		method  string
+		headers map[string]string
+	}{
+		{"get", http.MethodGet, nil},
+		{"head", http.MethodHead, nil},
+		{"range", http.MethodGet, map[string]string{"Range": "bytes=100-199"}},
+		{"suffix range", http.MethodGet, map[string]string{"Range": "bytes=-10"}},
+		{"unsatisfiable", http.MethodGet, map[string]string{"Range": "bytes=999999-"}},
+		{"if-none-match", http.MethodGet, map[string]string{"If-None-Match": `"` + testETag + `"`}},
+		{"if-modified-since", http.MethodGet, map[string]string{"If-Modified-Since": info.ModTime().UTC().Format(http.TimeFormat)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, wantBody := do(t, disk, tt.method, tt.headers)
+			got, gotBody := do(t, memory, tt.method, tt.headers)
+			assert.Equal(t, want.StatusCode, got.StatusCode)
+			assert.Equal(t, wantBody, gotBody)
+			for _, h := range []string{"Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified", "Accept-Ranges"} {
+				assert.Equal(t, want.Header.Get(h), got.Header.Get(h), h)
+			}
+		})
+	}
+}

@@ -50,6 +50,11 @@ const (
 type Entry struct {
 	SHA256 string
 	Size   int64
+	// Data is a document's content, served from memory; nil for image
+	// files and for documents left by an earlier process.
+	Data []byte
+	// ModTime is when Data was written.
+	ModTime time.Time
 }
 
 // Result describes one publish.
@@ -433,7 +438,7 @@ func (p *Publisher) writeProductDoc(doc *simplestreams.Products, prev *simplestr
 			if err := p.writeSignedDoc(prev.Path, data, false, served); err != nil {
 				return "", Entry{}, err
 			}
-			return prev.Path, entryOf(data), nil
+			return prev.Path, keptEntryOf(filepath.Join(p.dir, filepath.FromSlash(prev.Path)), data), nil
 		}
 	}
 	doc.Updated = now
@@ -509,7 +514,7 @@ func (p *Publisher) writeSigned(rel string, data []byte, changed bool) (Entry, e
 	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
 	if !changed {
 		if old, err := os.ReadFile(dst); err == nil && p.signedMatches(old, data) {
-			return entryOf(old), nil
+			return keptEntryOf(dst, old), nil
 		}
 	}
 	signed, err := p.sign(data)
@@ -540,7 +545,7 @@ func (p *Publisher) writeJSON(rel string, v any, updated *string, now string) (E
 		if json.Unmarshal(old, &prev) == nil && prev.Updated != "" {
 			*updated = prev.Updated
 			if data, err := marshalDoc(v); err == nil && bytes.Equal(old, data) {
-				return entryOf(data), data, false, nil
+				return keptEntryOf(dst, data), data, false, nil
 			}
 		}
 	}
@@ -560,9 +565,20 @@ func marshalDoc(v any) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
+// entryOf describes a document written now.
 func entryOf(data []byte) Entry {
 	sum := sha256.Sum256(data)
-	return Entry{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+	return Entry{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), Data: data, ModTime: time.Now()}
+}
+
+// keptEntryOf describes a document an earlier publish wrote at dst: its
+// date is the file's.
+func keptEntryOf(dst string, data []byte) Entry {
+	e := entryOf(data)
+	if fi, err := os.Stat(dst); err == nil {
+		e.ModTime = fi.ModTime()
+	}
+	return e
 }
 
 // WriteFileAtomic writes data to dst with mode perm through a synced

@@ -57,5 +57,7 @@ func (h *handler) servePublished(c *fiber.Ctx, cacheControl, contentType string)
 		ETag:         e.SHA256,
 		ContentType:  contentType,
 		CacheControl: cacheControl,
+		Data:         e.Data,
+		ModTime:      e.ModTime,
 	})
 }
