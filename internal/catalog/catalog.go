@@ -132,9 +132,9 @@ func (s *Service) Load(ctx context.Context, rawURL string, refresh bool) (*Loade
 	return l, nil
 }
 
-// touch records that an upstream was used, at most once a minute: every
-// filter keystroke loads the catalog, and a database write each time would
-// put a sync to disk on the hot path.
+// touch records that an upstream was used, at most once a minute and off
+// the request: every filter keystroke loads the catalog, and a database
+// write (a sync to disk) must not hold one up.
 func (s *Service) touch(indexURL string) {
 	s.mu.Lock()
 	recent := time.Since(s.touched[indexURL]) < time.Minute
@@ -143,7 +143,7 @@ func (s *Service) touch(indexURL string) {
 	}
 	s.mu.Unlock()
 	if !recent {
-		_ = s.store.TouchUpstream(indexURL)
+		go func() { _ = s.store.TouchUpstream(indexURL) }()
 	}
 }
 
