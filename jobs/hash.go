@@ -34,22 +34,41 @@ type HashHandler struct {
 // ProcessTask runs one hash job. It is idempotent: staged files stay until
 // the web process has recorded the result, so a retry hashes them again.
 func (h *HashHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	var p HashImagePayload
+	return runWorkerJob(ctx, t, TypeHashImage, h.Results, h.Progress, func(p *HashImagePayload) (ResultPayload, error) {
+		items, err := h.hashAll(ctx, *p)
+		return ResultPayload{Items: items}, err
+	})
+}
+
+// workerPayload is a worker task's payload: it names its job.
+type workerPayload interface{ jobID() string }
+
+func (p HashImagePayload) jobID() string   { return p.JobID }
+func (p MirrorImagePayload) jobID() string { return p.JobID }
+func (p ScrubPayload) jobID() string       { return p.JobID }
+
+// runWorkerJob is the frame of every worker task: decode its payload, stop
+// when an admin canceled its job, run it, and report its result (or, once
+// no retry is left, its failure) to the web process.
+func runWorkerJob[P workerPayload](ctx context.Context, t *asynq.Task, jobType string, results Enqueuer, tracker *progress.Tracker,
+	run func(p *P) (ResultPayload, error)) error {
+	var p P
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("hash: bad payload: %v: %w", err, asynq.SkipRetry)
+		return fmt.Errorf("%s: bad payload: %v: %w", jobType, err, asynq.SkipRetry)
 	}
-	if h.Progress.Canceled(ctx, p.JobID) {
-		return fmt.Errorf("job %s canceled by an admin: %w", p.JobID, asynq.SkipRetry)
+	id := p.jobID()
+	if tracker.Canceled(ctx, id) {
+		return fmt.Errorf("job %s canceled by an admin: %w", id, asynq.SkipRetry)
 	}
-	items, err := h.hashAll(ctx, p)
+	res, err := run(&p)
 	if err != nil {
-		return failJob(ctx, h.Results, h.Progress, p.JobID, TypeHashImage, err)
+		return failJob(ctx, results, tracker, id, jobType, err)
 	}
-	res := ResultPayload{JobID: p.JobID, Type: TypeHashImage, Items: items}
-	if err := report(ctx, h.Results, res); err != nil {
+	res.JobID, res.Type = id, jobType
+	if err := report(ctx, results, res); err != nil {
 		return err
 	}
-	_ = h.Progress.Clear(ctx, p.JobID)
+	_ = tracker.Clear(ctx, id)
 	return nil
 }
 

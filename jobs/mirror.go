@@ -80,36 +80,27 @@ type MirrorHandler struct {
 // ProcessTask runs one mirror job. A retry resumes partial files and skips
 // what is already in the blob store.
 func (h *MirrorHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	var p MirrorImagePayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("mirror: bad payload: %v: %w", err, asynq.SkipRetry)
-	}
-	if h.Progress.Canceled(ctx, p.JobID) {
-		return fmt.Errorf("job %s canceled by an admin: %w", p.JobID, asynq.SkipRetry)
-	}
-	items := make([]mirror.Item, len(p.Items))
-	for i, it := range p.Items {
-		items[i] = mirror.Item{Name: it.Name, URL: it.URL, Size: it.Size, SHA256: it.SHA256}
-	}
-	var rep *progress.Reporter
-	st, err := h.Downloader.Fetch(ctx, items, func(done, total int64) {
-		if rep == nil {
-			rep = h.Progress.Reporter(ctx, p.JobID, total)
+	return runWorkerJob(ctx, t, TypeMirrorImage, h.Results, h.Progress, func(p *MirrorImagePayload) (ResultPayload, error) {
+		items := make([]mirror.Item, len(p.Items))
+		for i, it := range p.Items {
+			items[i] = mirror.Item{Name: it.Name, URL: it.URL, Size: it.Size, SHA256: it.SHA256}
 		}
-		rep.Report(done)
+		var rep *progress.Reporter
+		st, err := h.Downloader.Fetch(ctx, items, func(done, total int64) {
+			if rep == nil {
+				rep = h.Progress.Reporter(ctx, p.JobID, total)
+			}
+			rep.Report(done)
+		})
+		if err != nil {
+			return ResultPayload{}, err
+		}
+		h.Log.Info("Mirrored", slog.String("job_id", p.JobID), slog.String("title", p.Title), slog.Int("downloaded", st.Downloaded),
+			slog.Int("reused", st.Reused), slog.Int64("bytes", st.Bytes), slog.Int64("resumed_bytes", st.Resumed))
+		var res ResultPayload
+		for _, it := range p.Items {
+			res.Items = append(res.Items, images.HashedItem{Name: it.Name, SHA256: it.SHA256, Size: it.Size})
+		}
+		return res, nil
 	})
-	if err != nil {
-		return failJob(ctx, h.Results, h.Progress, p.JobID, TypeMirrorImage, err)
-	}
-	h.Log.Info("Mirrored", slog.String("job_id", p.JobID), slog.String("title", p.Title), slog.Int("downloaded", st.Downloaded),
-		slog.Int("reused", st.Reused), slog.Int64("bytes", st.Bytes), slog.Int64("resumed_bytes", st.Resumed))
-	res := ResultPayload{JobID: p.JobID, Type: TypeMirrorImage}
-	for _, it := range p.Items {
-		res.Items = append(res.Items, images.HashedItem{Name: it.Name, SHA256: it.SHA256, Size: it.Size})
-	}
-	if err := report(ctx, h.Results, res); err != nil {
-		return err
-	}
-	_ = h.Progress.Clear(ctx, p.JobID)
-	return nil
 }

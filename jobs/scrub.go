@@ -129,24 +129,15 @@ type ScrubHandler struct {
 // ProcessTask runs one scrub. It only reads: a retry (after a shutdown)
 // checks every file again.
 func (h *ScrubHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	var p ScrubPayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("scrub: bad payload: %v: %w", err, asynq.SkipRetry)
-	}
-	if h.Progress.Canceled(ctx, p.JobID) {
-		return fmt.Errorf("job %s canceled by an admin: %w", p.JobID, asynq.SkipRetry)
-	}
-	res, err := h.scrub(ctx, p)
-	if err != nil {
-		return failJob(ctx, h.Results, h.Progress, p.JobID, TypeScrubBlobs, err)
-	}
-	h.Log.Info("Scrubbed", slog.String("job_id", p.JobID), slog.Int("files", res.Files), slog.Int64("bytes", res.Bytes),
-		slog.Int("damaged", len(res.Damaged)))
-	if err := report(ctx, h.Results, ResultPayload{JobID: p.JobID, Type: TypeScrubBlobs, Scrub: &res}); err != nil {
-		return err
-	}
-	_ = h.Progress.Clear(ctx, p.JobID)
-	return nil
+	return runWorkerJob(ctx, t, TypeScrubBlobs, h.Results, h.Progress, func(p *ScrubPayload) (ResultPayload, error) {
+		res, err := h.scrub(ctx, *p)
+		if err != nil {
+			return ResultPayload{}, err
+		}
+		h.Log.Info("Scrubbed", slog.String("job_id", p.JobID), slog.Int("files", res.Files), slog.Int64("bytes", res.Bytes),
+			slog.Int("damaged", len(res.Damaged)))
+		return ResultPayload{Scrub: &res}, nil
+	})
 }
 
 func (h *ScrubHandler) scrub(ctx context.Context, p ScrubPayload) (images.ScrubResult, error) {
