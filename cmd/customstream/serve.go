@@ -109,7 +109,7 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) (err error) {
 	tracker := progress.New(rdb)
 
 	if cmd == "all" || cmd == "worker" {
-		srv, tasks, err := startWorker(ctx, cfg, connOpt, b, tracker, queue, log)
+		srv, tasks, err := startWorker(ctx, cfg, connOpt, rdb, b, tracker, queue, log)
 		if err != nil {
 			return err
 		}
@@ -187,7 +187,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
-func startWorker(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, b *blobs.Store, tracker *progress.Tracker,
+func startWorker(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, rdb *redis.Client, b *blobs.Store, tracker *progress.Tracker,
 	queue *asynq.Client, log *slog.Logger) (*asynq.Server, *runningTasks, error) {
 	srv := asynq.NewServer(connOpt, taskConfig(ctx, log, asynq.Config{
 		Concurrency: cfg.WorkerConcurrency,
@@ -199,10 +199,11 @@ func startWorker(ctx context.Context, cfg *config.Config, connOpt asynq.RedisCon
 	// Downloads follow the same proxy and redirect rules as catalog fetches.
 	client := upstream.New(upstream.Options{UserAgent: "customstream/" + version, AllowHosts: cfg.UpstreamAllow}).DownloadClient()
 	downloader := &mirror.Downloader{Client: client, Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
+	results := jobs.NotifyResults(queue, rdb)
 	jobs.RegisterWorker(mux,
-		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log},
-		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log},
-		&jobs.ScrubHandler{Blobs: b, Progress: tracker, Results: queue, Log: log}, log)
+		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: results, Log: log},
+		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: results, Log: log},
+		&jobs.ScrubHandler{Blobs: b, Progress: tracker, Results: results, Log: log}, log)
 	if err := srv.Start(mux); err != nil {
 		return nil, nil, fmt.Errorf("start worker: %w", err)
 	}
@@ -274,7 +275,8 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	mux := asynq.NewServeMux()
 	tasks := &runningTasks{}
 	mux.Use(tasks.middleware)
-	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc, Queue: queue, Log: log},
+	resultHandler := &jobs.ResultHandler{Images: svc, Queue: queue, Log: log}
+	jobs.RegisterWeb(mux, resultHandler,
 		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log},
 		&jobs.PruneHandler{Store: st, Log: log}, log)
 	if err := results.Start(mux); err != nil {
@@ -306,6 +308,15 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		}, log)
 	}()
 	defer func() { stopRequeue(); <-requeueDone }()
+	// Results the workers announce are recorded at once, not at the next
+	// poll of their queue; stopped, like the loop above, before bbolt closes.
+	listenCtx, stopListening := context.WithCancel(ctx)
+	listenDone := make(chan struct{})
+	go func() {
+		defer close(listenDone)
+		jobs.ListenResults(listenCtx, rdb, insp, resultHandler, log)
+	}()
+	defer func() { stopListening(); <-listenDone }()
 	if cfg.ScrubInterval > 0 {
 		began, err := st.ScheduleSince()
 		if err != nil {
