@@ -436,3 +436,28 @@ func assertServes(t *testing.T, onDisk []byte, e Entry) {
 	assert.Equal(t, string(onDisk), string(e.Data), "memory serves the bytes on disk")
 	assert.False(t, e.ModTime.IsZero())
 }
+
+// TestMarshalDocMatchesMarshalIndent: documents keep the bytes they had
+// when encoding/json indented them, so a republish after an upgrade
+// rewrites nothing.
+func TestMarshalDocMatchesMarshalIndent(t *testing.T) {
+	tricky := &simplestreams.Products{ContentID: "c<&>\"\\", Format: simplestreams.FormatProducts, Updated: "Thu, 26 Nov 2026 00:00:00 +0000",
+		Products: map[string]simplestreams.Product{
+			"p\u2028<": {Fields: map[string]string{"a": "\x01\xff", "é": "ü", "label": "<b>&"},
+				Versions: map[string]simplestreams.Version{"v1": {Items: map[string]simplestreams.Item{
+					"k": {FType: "squashfs", Path: "a/b&c", SHA256: "00", Size: 12}}}}},
+			"empty": {},
+		}}
+	index := &simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{
+		"c<1>": {DataType: "image-ids", Format: "products:1.0", Path: "streams/v1/c.json", Products: []string{"p<", "q"}}}}
+	tests := map[string]any{"tricky products": tricky, "empty products": &simplestreams.Products{}, "index": index}
+	for name, v := range tests {
+		t.Run(name, func(t *testing.T) {
+			want, err := json.MarshalIndent(v, "", " ")
+			require.NoError(t, err)
+			got, err := marshalDoc(v)
+			require.NoError(t, err)
+			assert.Equal(t, string(want)+"\n", string(got))
+		})
+	}
+}
