@@ -13,6 +13,20 @@
     }
   });
 
+  // bytes formats a size as the server does (internal/units): 12 B, 1.5 GiB.
+  function bytes(n) {
+    if (n < 1024) {
+      return n + " B";
+    }
+    var units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    var i = -1;
+    do {
+      n /= 1024;
+      i++;
+    } while (n >= 1024 && i < units.length - 1);
+    return n.toFixed(1) + " " + units[i];
+  }
+
   // Upload progress while the browser sends the files.
   document.addEventListener("htmx:xhr:progress", function (evt) {
     var bar = document.getElementById("upload-progress");
@@ -24,7 +38,7 @@
     bar.classList.remove("d-none");
     bar.value = pct;
     if (text) {
-      text.textContent = pct + "% sent";
+      text.textContent = pct + "% sent · " + bytes(evt.detail.loaded) + " of " + bytes(evt.detail.total);
     }
   });
 

@@ -105,7 +105,8 @@ func TestBrowserAdminFlow(t *testing.T) {
 			const bar = document.getElementById("upload-progress");
 			const pct = bar ? bar.value : -1, text = document.getElementById("upload-progress-text").textContent.trim();
 			return !!bar && !bar.classList.contains("d-none") && bar.getBoundingClientRect().width > 100 &&
-				document.getElementById("upload-submit").disabled && text === pct + "% sent" && ` + cond + `;
+				document.getElementById("upload-submit").disabled && text.startsWith(pct + "% sent · ") &&
+				/ sent · [0-9.]+ (B|KiB|MiB) of [0-9.]+ MiB$/.test(text) && ` + cond + `;
 		})()`
 	}
 	b.waitJS("the upload progress bar moving", uploadBar(`pct > 0 && pct < 100`))
