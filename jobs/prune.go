@@ -28,8 +28,6 @@ func NewPruneTask() *asynq.Task {
 type PruneHandler struct {
 	Store *store.Store
 	Log   *slog.Logger
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // ProcessTask prunes once.
@@ -45,11 +43,7 @@ func (h *PruneHandler) Prune() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
-	n, err := h.Store.PruneJobs(now().Add(-settings.JobRetention()))
+	n, err := h.Store.PruneJobs(time.Now().Add(-settings.JobRetention()))
 	if err != nil {
 		return 0, fmt.Errorf("prune history: %w", err)
 	}
