@@ -69,14 +69,19 @@ const scheduleKey = "schedule_since"
 // it, so restarts do not postpone its first run.
 func (s *Store) ScheduleSince() (time.Time, error) {
 	var since time.Time
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		err := get(tx, bucketSettings, scheduleKey, &since)
-		if errors.Is(err, ErrNotFound) {
-			since = time.Now().UTC()
-			return put(tx, bucketSettings, scheduleKey, since)
-		}
-		return err
-	})
+	// A read first: the dashboard asks on every refresh, and a write
+	// transaction would sync the file each time.
+	err := s.db.View(func(tx *bolt.Tx) error { return get(tx, bucketSettings, scheduleKey, &since) })
+	if errors.Is(err, ErrNotFound) {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			err := get(tx, bucketSettings, scheduleKey, &since)
+			if errors.Is(err, ErrNotFound) {
+				since = time.Now().UTC()
+				return put(tx, bucketSettings, scheduleKey, since)
+			}
+			return err
+		})
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("schedule start: %w", err)
 	}
