@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +20,6 @@ import (
 	"github.com/customstream/customstream/internal/auth"
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/store"
-	"github.com/customstream/customstream/internal/upstream/upstreamtest"
 	"github.com/customstream/customstream/jobs"
 )
 
@@ -40,15 +38,6 @@ func (e *testEnv) anonymous(t *testing.T, method, path string, form url.Values) 
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Cookie", "other=1")
 	return doRaw(t, e.app, req)
-}
-
-func bootProducts(tree *upstreamtest.Tree) []string {
-	var ids []string
-	for id := range tree.Products[upstreamtest.BootContentID].Products {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 // TestAuditRecordsEveryAction drives each admin action through its real

@@ -12,7 +12,6 @@ import (
 
 	"github.com/customstream/customstream/internal/images"
 	"github.com/customstream/customstream/internal/store"
-	"github.com/customstream/customstream/internal/upstream/upstreamtest"
 	"github.com/customstream/customstream/jobs"
 )
 
@@ -79,12 +78,7 @@ func TestJobsPageAndCancel(t *testing.T) {
 func TestRetryFailedMirror(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
 	tree, srv := newUpstream(t)
-	var bootID string
-	for id := range tree.Products[upstreamtest.BootContentID].Products {
-		if bootID == "" || id < bootID {
-			bootID = id
-		}
-	}
+	bootID := bootProducts(tree)[0]
 	resp, body := e.postJSON(t, "/api/images/mirror", `{"url": "`+srv.URL+`/streams/v1/index.json", "product_ids": ["`+bootID+`"], "bootloaders": false}`)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 	var ans struct {

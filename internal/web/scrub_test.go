@@ -16,7 +16,6 @@ import (
 	"github.com/customstream/customstream/internal/publish"
 	"github.com/customstream/customstream/internal/simplestreams"
 	"github.com/customstream/customstream/internal/store"
-	"github.com/customstream/customstream/internal/upstream/upstreamtest"
 	"github.com/customstream/customstream/jobs"
 )
 
@@ -67,12 +66,7 @@ func TestScrubTakesDamagedVersionsOutOfTheStream(t *testing.T) {
 	// A ready upload and a ready mirrored version.
 	e.readyBootImage(t)
 	tree, srv := newUpstream(t)
-	var bootID string
-	for id := range tree.Products[upstreamtest.BootContentID].Products {
-		if bootID == "" || id < bootID {
-			bootID = id
-		}
-	}
+	bootID := bootProducts(tree)[0]
 	resp, body := e.postJSON(t, "/api/images/mirror", `{"url": "`+srv.URL+`/streams/v1/index.json", "product_ids": ["`+bootID+`"], "bootloaders": false}`)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 	mirrorer := &jobs.MirrorHandler{Downloader: &mirror.Downloader{Client: srv.Client(), Blobs: e.Blobs, Parallel: 2, Log: e.Log},

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strings"
 	"testing"
 
@@ -94,12 +95,7 @@ func TestMirrorAPI(t *testing.T) {
 	e := newTestEnv(t, 1<<20)
 	tree, srv := newUpstream(t)
 	indexURL := srv.URL + "/streams/v1/index.json"
-	var bootID string
-	for id := range tree.Products[upstreamtest.BootContentID].Products {
-		if bootID == "" || id < bootID {
-			bootID = id
-		}
-	}
+	bootID := bootProducts(tree)[0]
 
 	resp, body := e.postJSON(t, "/api/images/mirror", `{"url": "`+indexURL+`", "product_ids": ["no.such:product"]}`)
 	assert.Equal(t, 400, resp.StatusCode, body)
@@ -256,4 +252,14 @@ func TestSyncRulesPortal(t *testing.T) {
 	resp, body = e.postForm(t, "/upstream/sync-rules/"+rules[0].ID+"/delete", url.Values{})
 	require.Equal(t, 200, resp.StatusCode)
 	assert.Contains(t, body, "No rule yet")
+}
+
+// bootProducts lists the boot products of an upstream tree, sorted.
+func bootProducts(tree *upstreamtest.Tree) []string {
+	var ids []string
+	for id := range tree.Products[upstreamtest.BootContentID].Products {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }
