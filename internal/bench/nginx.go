@@ -117,15 +117,8 @@ func waitPort(ctx context.Context, port int, exited chan error) error {
 
 // stop ends nginx by its master's PID: SIGQUIT lets the workers finish.
 func (n *nginx) stop() {
-	if n == nil || n.cmd.Process == nil {
-		return
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-n.done:
-	case <-time.After(10 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
+	if n != nil {
+		stopProcess(n.cmd, n.done, syscall.SIGQUIT, 10*time.Second)
 	}
 }
 

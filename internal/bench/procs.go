@@ -96,15 +96,23 @@ func (r *run) startServer(ctx context.Context, name string, env ...string) (*ser
 
 // stop ends the server by its PID: SIGTERM, then SIGKILL after 20 s.
 func (s *server) stop() {
-	if s == nil || s.cmd.Process == nil {
+	if s != nil {
+		stopProcess(s.cmd, s.done, syscall.SIGTERM, 20*time.Second)
+	}
+}
+
+// stopProcess sends cmd's process sig and waits for done (its Wait), with
+// a SIGKILL when it has not ended after grace.
+func stopProcess(cmd *exec.Cmd, done <-chan error, sig syscall.Signal, grace time.Duration) {
+	if cmd.Process == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
