@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/customstream/customstream/internal/store"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -66,4 +68,29 @@ func TestFindBySize(t *testing.T) {
 	rel, err = findBySize(dir, 11)
 	require.NoError(t, err)
 	assert.Empty(t, rel)
+}
+
+// BenchmarkPublish is the publish rows in process, repeatable for a
+// profile: 5,000 local versions, then one new version per iteration.
+func BenchmarkPublish(b *testing.B) {
+	fx, err := newPublishFixture(b.TempDir(), 5000)
+	require.NoError(b, err)
+	defer fx.close()
+	b.Run("unchanged", func(b *testing.B) {
+		for b.Loop() {
+			require.NoError(b, fx.svc.Republish())
+		}
+	})
+	b.Run("one-new-version", func(b *testing.B) {
+		i := 5000
+		for b.Loop() {
+			b.StopTimer()
+			img, err := localVersion(fx.blobs, i)
+			require.NoError(b, err)
+			require.NoError(b, fx.st.CreateImages([]*store.Image{img}))
+			i++
+			b.StartTimer()
+			require.NoError(b, fx.svc.Republish())
+		}
+	})
 }

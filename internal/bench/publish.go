@@ -25,40 +25,14 @@ func (r *run) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(filepath.Join(dir, "customstream.db"), time.Second)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	b, err := blobs.Open(dir)
-	if err != nil {
-		return err
-	}
-	pub, err := publish.New(dir, b, log)
-	if err != nil {
-		return err
-	}
-	signer, err := signing.Open(dir, log)
-	if err != nil {
-		return err
-	}
-	pub.SignWith(signer.Sign, signer.Keyring())
-	svc := images.NewService(st, b, pub, log)
-
 	n := r.Sizes.PublishVersions
 	r.logf("recording %d local versions", n)
-	imgs := make([]*store.Image, 0, n)
-	for i := 0; i < n; i++ {
-		img, err := localVersion(b, i)
-		if err != nil {
-			return err
-		}
-		imgs = append(imgs, img)
-	}
-	if err := st.CreateImages(imgs); err != nil {
+	fx, err := newPublishFixture(dir, n)
+	if err != nil {
 		return err
 	}
+	defer fx.close()
+	svc, st, b := fx.svc, fx.st, fx.blobs
 	start := time.Now()
 	if err := svc.Republish(); err != nil {
 		return err
@@ -82,6 +56,56 @@ func (r *run) publish(ctx context.Context) error {
 	r.add(atMost("publish", versions+": publish after one new version", secs(one), "50 ms (target)", one.Seconds()/0.05, 1))
 	return ctx.Err()
 }
+
+// publishFixture is a data directory holding n recorded local versions,
+// not yet published, and the service that publishes them.
+type publishFixture struct {
+	st    *store.Store
+	blobs *blobs.Store
+	svc   *images.Service
+}
+
+func newPublishFixture(dir string, n int) (*publishFixture, error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(filepath.Join(dir, "customstream.db"), time.Second)
+	if err != nil {
+		return nil, err
+	}
+	fx := &publishFixture{st: st}
+	if err := fx.fill(dir, n, log); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return fx, nil
+}
+
+func (fx *publishFixture) fill(dir string, n int, log *slog.Logger) error {
+	b, err := blobs.Open(dir)
+	if err != nil {
+		return err
+	}
+	pub, err := publish.New(dir, b, log)
+	if err != nil {
+		return err
+	}
+	signer, err := signing.Open(dir, log)
+	if err != nil {
+		return err
+	}
+	pub.SignWith(signer.Sign, signer.Keyring())
+	fx.blobs, fx.svc = b, images.NewService(fx.st, b, pub, log)
+	imgs := make([]*store.Image, 0, n)
+	for i := 0; i < n; i++ {
+		img, err := localVersion(b, i)
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, img)
+	}
+	return fx.st.CreateImages(imgs)
+}
+
+func (fx *publishFixture) close() { fx.st.Close() }
 
 // localVersion records version i of one of 500 custom products: a small
 // root-tgz of its own content in the blob store.
