@@ -36,6 +36,7 @@ var (
 type Store struct {
 	db             *bolt.DB
 	auditRetention AuditRetention
+	images         imageCache
 }
 
 // Open opens (or creates) the database at path, waiting at most timeout for

@@ -176,3 +176,51 @@ func TestSyncRules(t *testing.T) {
 	require.Len(t, rules, 1)
 	assert.Equal(t, "boom", rules[0].LastError)
 }
+
+// ListImages answers from decoded copies of unchanged records: an update, a
+// delete and a caller's changes to what it got must all show correctly.
+func TestListImagesSeesEveryChange(t *testing.T) {
+	s := openTemp(t)
+	a, job := newImage("a", "p", "1")
+	require.NoError(t, s.CreateImage(a, job))
+	b, job := newImage("b", "p", "2")
+	require.NoError(t, s.CreateImage(b, job))
+	d, job := newImage("d", "p", "4")
+	require.NoError(t, s.CreateImage(d, job))
+
+	imgs, err := s.ListImages()
+	require.NoError(t, err)
+	require.Len(t, imgs, 3)
+	// A caller changing its copy changes nothing stored or cached.
+	for i := range imgs {
+		imgs[i].Status = StatusFailed
+		imgs[i].Items[0].SHA256 = "changed"
+		imgs[i].Items = append(imgs[i].Items, Item{Name: "extra"})
+	}
+
+	_, err = s.FinishJob("job-a", JobSucceeded, "", func(img *Image) error {
+		img.Status = StatusReady
+		img.Items[1].SHA256 = "abc"
+		return nil
+	})
+	require.NoError(t, err)
+	_, err = s.DeleteImage("b")
+	require.NoError(t, err)
+	c, job := newImage("c", "p", "3")
+	require.NoError(t, s.CreateImage(c, job))
+
+	imgs, err = s.ListImages()
+	require.NoError(t, err)
+	require.Len(t, imgs, 3)
+	assert.Equal(t, "a", imgs[0].ID)
+	assert.Equal(t, StatusReady, imgs[0].Status)
+	require.Len(t, imgs[0].Items, 2)
+	assert.Empty(t, imgs[0].Items[0].SHA256)
+	assert.Equal(t, "abc", imgs[0].Items[1].SHA256)
+	assert.Equal(t, "c", imgs[1].ID)
+	for _, img := range imgs {
+		got, err := s.GetImage(img.ID)
+		require.NoError(t, err)
+		assert.Equal(t, *got, img)
+	}
+}
