@@ -35,6 +35,14 @@ type Service struct {
 
 	// mu orders record-then-publish, so publishes see every recorded result.
 	mu sync.Mutex
+	// walked is the set of blobs in use at the last walk of the blob store
+	// (nil before the first), and jobEnded says a job ended since. Only
+	// then can a blob have become unused: a version left, or a job
+	// committed blobs no record names (a failed download). Other publishes
+	// skip the walk: with 5,000 versions it took a quarter of the time of
+	// publishing one more.
+	walked   map[string]bool
+	jobEnded bool
 }
 
 // NewService returns a service over its dependencies.
@@ -186,6 +194,7 @@ type JobResult struct {
 func (s *Service) RecordResult(jobID string, res JobResult) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.jobEnded = true
 	var staged []string
 	state, reason := store.JobSucceeded, ""
 	if res.Error != "" {
@@ -327,14 +336,27 @@ func (s *Service) collect(imgs []store.Image) error {
 			}
 		}
 	}
+	if s.walked != nil && !s.jobEnded && containsAll(used, s.walked) {
+		return nil
+	}
 	freed, err := s.blobs.GC(used)
 	if err != nil {
 		return err
 	}
+	s.walked, s.jobEnded = used, false
 	if freed > 0 {
 		s.log.Info("Freed unused blobs", slog.Int64("bytes", freed))
 	}
 	return nil
+}
+
+func containsAll(set, sub map[string]bool) bool {
+	for k := range sub {
+		if !set[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // CleanStaging removes upload leftovers (an interrupted upload, a crash)

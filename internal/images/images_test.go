@@ -236,3 +236,60 @@ func TestFailedPublishIsRetriedByTheResultRetry(t *testing.T) {
 	}
 	assert.FileExists(t, index)
 }
+
+// A blob no record names (a job that failed after committing it) stays
+// through publishes that cannot have freed anything, and goes once a job
+// ends or a version leaves.
+func TestCollectWalksOnlyWhenABlobMayBeUnused(t *testing.T) {
+	e := newEnv(t)
+	commit := func(content string) string {
+		dir, err := e.blobs.StagingDir("hash")
+		require.NoError(t, err)
+		p := filepath.Join(dir, "orphan")
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+		sum := sha256.Sum256([]byte(content))
+		require.NoError(t, e.blobs.Commit(p, hex.EncodeToString(sum[:])))
+		return hex.EncodeToString(sum[:])
+	}
+	orphan := commit("committed by a job that then failed")
+	require.NoError(t, e.svc.Republish())
+	_, ok := e.blobs.Has(orphan)
+	assert.False(t, ok, "the first publish of a process walks the blob store")
+
+	first, job1 := e.upload(t, bootMeta())
+	require.NoError(t, e.svc.RecordResult(job1.ID, e.hashAll(t, first)))
+	orphan = commit("another orphan")
+	tests := []struct {
+		name   string
+		change func()
+		gone   bool
+	}{
+		{"a publish that changed nothing", func() { require.NoError(t, e.svc.Republish()) }, false},
+		{"a job that ended", func() {
+			second, job2 := e.upload(t, bootMeta())
+			require.NoError(t, e.svc.RecordResult(job2.ID, e.hashAll(t, second)))
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.change()
+			_, ok := e.blobs.Has(orphan)
+			assert.Equal(t, tt.gone, !ok)
+		})
+	}
+
+	// A version with a file of its own leaves: its blob and the orphan go.
+	up, err := PrepareUpload(bootMeta(), []StagedFile{e.stage(t, FileKernel, "k"), e.stage(t, FileInitrd, "i"), e.stage(t, FileRootfs, "its own root")})
+	require.NoError(t, err)
+	third, job3, err := e.svc.Create(up, newJob)
+	require.NoError(t, err)
+	require.NoError(t, e.svc.RecordResult(job3.ID, e.hashAll(t, third)))
+	orphan = commit("a third orphan")
+	require.NoError(t, e.svc.Republish())
+	_, ok = e.blobs.Has(orphan)
+	require.True(t, ok)
+	_, err = e.svc.Delete(third.ID)
+	require.NoError(t, err)
+	_, ok = e.blobs.Has(orphan)
+	assert.False(t, ok, "a version that left frees its blobs, and the walk finds the orphan")
+}

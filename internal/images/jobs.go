@@ -17,6 +17,7 @@ const CanceledReason = "canceled by an admin"
 func (s *Service) Cancel(jobID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.jobEnded = true
 	var staged []string
 	_, err := s.store.FinishJob(jobID, store.JobCanceled, CanceledReason, func(img *store.Image) error {
 		for _, it := range img.Items {

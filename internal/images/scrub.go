@@ -119,6 +119,7 @@ func (s *Service) CreateScrub(newJob NewScrubFunc) (*store.Job, bool, error) {
 func (s *Service) RecordScrub(jobID string, res ScrubResult, redownload NewJobFunc) ([]store.Job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.jobEnded = true
 	// The damaged files go first: a download or upload must not take one
 	// for a good copy. A removal that fails records nothing, so the result
 	// is retried.
