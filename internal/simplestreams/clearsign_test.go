@@ -263,3 +263,47 @@ func TestClearsignAcceptedByGpgv(t *testing.T) {
 		assert.Contains(t, out, "BAD signature")
 	})
 }
+
+// Clearsign writes the text go-crypto's clearsign package writes, and its
+// signature covers what go-crypto's reader checks: the edge cases of
+// RFC 4880's clearsign rules (dashes, trailing white space, CR, blank
+// lines, no final newline), with a v4 and a v6 key.
+func TestClearsignMatchesGoCrypto(t *testing.T) {
+	payloads := []string{
+		"", "\n", "\n\n", "a", "a\n", "a\nb", "a\nb\n", "a\n\nb\n",
+		"trailing spaces   \nand a tab\t\nand CRLF\r\nlast\r\n",
+		"-dash\n- dash space\n  -indented dash\n--\n-",
+		"   \n\t\nwhite space only lines above\n",
+		testPayload,
+	}
+	v6, err := openpgp.NewEntity("customstream test", "", "test@example.com", &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519})
+	require.NoError(t, err)
+	keys := map[string]*openpgp.Entity{"v4": newTestKey(t, nil), "v6": v6}
+	for name, key := range keys {
+		keyring, err := ReadKeyring(publicBinary(t, key))
+		require.NoError(t, err)
+		for _, payload := range payloads {
+			t.Run(name+"/"+strings.ReplaceAll(payload, "\n", `\n`), func(t *testing.T) {
+				signed, err := Clearsign([]byte(payload), key)
+				require.NoError(t, err)
+				var ref bytes.Buffer
+				w, err := pgpclearsign.Encode(&ref, key.PrivateKey, &packet.Config{DefaultHash: crypto.SHA512})
+				require.NoError(t, err)
+				_, err = w.Write([]byte(payload))
+				require.NoError(t, err)
+				require.NoError(t, w.Close())
+				textOf := func(b []byte) string {
+					i := bytes.Index(b, []byte("\n-----BEGIN PGP SIGNATURE-----"))
+					require.GreaterOrEqual(t, i, 0)
+					return string(b[:i])
+				}
+				assert.Equal(t, textOf(ref.Bytes()), textOf(signed))
+				got, _, err := VerifyClearsigned(signed, keyring)
+				require.NoError(t, err)
+				want, _ := pgpclearsign.Decode(ref.Bytes())
+				require.NotNil(t, want)
+				assert.Equal(t, string(want.Plaintext), string(got))
+			})
+		}
+	}
+}
