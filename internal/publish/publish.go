@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -84,6 +85,11 @@ type Publisher struct {
 	// version (with 5,000 versions that took most of a publish); the first
 	// publish after a start checks the whole tree.
 	onDisk map[string]string
+	// docs is each product document as the last publish wrote it, by
+	// content id: a publish encodes only the products whose versions
+	// changed, and compares and signs from memory. Nil after a failed
+	// publish, which may have left other files: the next reads the disk.
+	docs map[string]*docState
 
 	// sign, when set, writes a clearsigned .sjson beside every .json;
 	// keyring checks that kept signed copies are the current key's.
@@ -97,6 +103,7 @@ func (p *Publisher) SignWith(sign func([]byte) ([]byte, error), keyring openpgp.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sign, p.keyring = sign, keyring
+	p.docs = nil // signed copies by another key are checked again
 }
 
 // New returns a publisher writing under dataDir/publish.
@@ -128,7 +135,10 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	defer metrics.ObservePublish(start)
 	updated := simplestreams.FormatTime(p.now())
 
-	docs, files, skipped := build(imgs, updated)
+	// Until this publish ends well, the next one reads the disk.
+	lastDocs := p.docs
+	p.docs = nil
+	docs, files, skipped := plan(imgs)
 	// A version whose files cannot be linked (a blob gone, a path taken
 	// by a directory) is left out; it must not stop every other one.
 	failed := map[string]bool{}
@@ -156,7 +166,7 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 			}
 		}
 		var again map[string]string
-		docs, files, again = build(kept, updated)
+		docs, files, again = plan(kept)
 		for id, why := range again {
 			skipped[id] = why
 		}
@@ -176,28 +186,39 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	index := simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{}}
 	keep := map[string]bool{IndexPath: true}
 	prev := p.previousIndex()
-	for _, doc := range docs {
-		var rel string
-		var e Entry
-		var err error
-		if doc.ContentID == ProductsContentID {
-			rel = ProductsPath
-			e, err = p.writeDoc(rel, doc, &doc.Updated, updated, served)
-		} else {
-			rel, e, err = p.writeProductDoc(doc, prev[doc.ContentID], updated, served)
+	// The documents are independent files: each is written, synced and
+	// signed beside the others, and all before the index names them.
+	states := make([]*docState, len(docs))
+	errs := make([]error, len(docs))
+	var wg sync.WaitGroup
+	for i, doc := range docs {
+		wg.Go(func() {
+			last := lastDocs[doc.contentID]
+			if last == nil {
+				last = p.readDoc(doc.contentID, prev[doc.contentID])
+			}
+			states[i], errs[i] = p.writeProductDoc(doc, last, updated)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	written := make(map[string]*docState, len(docs))
+	for i, doc := range docs {
+		st := states[i]
+		written[doc.contentID] = st
+		served[st.rel], keep[st.rel] = st.entry, true
+		if st.signed != nil {
+			served[signedPath(st.rel)] = *st.signed
 		}
-		if err != nil {
-			return nil, err
-		}
-		keep[signedPath(rel)] = true
-		if doc.ContentID != ProductsContentID {
-			index.Index[doc.ContentID] = simplestreams.IndexEntry{
-				DataType: doc.DataType, Format: doc.Format, Path: rel,
-				Products: doc.ProductIDs(), Updated: doc.Updated,
+		keep[signedPath(st.rel)] = true
+		if doc.contentID != ProductsContentID {
+			index.Index[doc.contentID] = simplestreams.IndexEntry{
+				DataType: simplestreams.DataTypeIDs, Format: simplestreams.FormatProducts, Path: st.rel,
+				Products: st.productIDs(), Updated: st.updated,
 			}
 		}
-		served[rel] = e
-		keep[rel] = true
 	}
 	p.keepRetired(prev, keep, served)
 	// While the index switches, serve both the old and the new files.
@@ -245,13 +266,11 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	for rel := range keep {
 		p.onDisk[rel] = files[rel].SHA256
 	}
+	p.docs = written
 	versions := 0
 	for _, doc := range docs {
-		if doc.ContentID == ProductsContentID {
-			continue
-		}
-		for _, prod := range doc.Products {
-			versions += len(prod.Versions)
+		if doc.contentID != ProductsContentID {
+			versions += doc.versions
 		}
 	}
 	res := &Result{Versions: versions, Files: items, Skipped: skipped, Took: time.Since(start)}
@@ -259,40 +278,30 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	return res, nil
 }
 
-// build groups ready images into product documents, one per content id,
-// plus products.json for uploads; no document is ever empty. A version whose
-// path another version uses for different content is left out (skipped,
-// by image id). Product fields come from the newest version.
-func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[string]Entry, map[string]string) {
-	byContent := map[string]*simplestreams.Products{}
+// docPlan is a product document to write: the versions of each of its
+// products, in the order of the records.
+type docPlan struct {
+	contentID string
+	products  map[string][]*store.Image
+	versions  int
+}
+
+// plan groups ready images into product documents, one per content id,
+// plus products.json for uploads (sorted by content id); no document is
+// ever empty. A version whose path another version uses for different
+// content is left out (skipped, by image id).
+func plan(imgs []store.Image) ([]*docPlan, map[string]Entry, map[string]string) {
+	byContent := map[string]*docPlan{}
 	files := map[string]Entry{}
 	skipped := map[string]string{}
-	newest := map[string]string{} // product id → version its fields come from
 	add := func(contentID string, img *store.Image) {
 		doc := byContent[contentID]
 		if doc == nil {
-			doc = &simplestreams.Products{ContentID: contentID, DataType: simplestreams.DataTypeIDs,
-				Format: simplestreams.FormatProducts, Updated: updated, Products: map[string]simplestreams.Product{}}
+			doc = &docPlan{contentID: contentID, products: map[string][]*store.Image{}}
 			byContent[contentID] = doc
 		}
-		prod, ok := doc.Products[img.ProductID]
-		if !ok {
-			prod.Versions = map[string]simplestreams.Version{}
-		}
-		if img.VersionName >= newest[contentID+" "+img.ProductID] {
-			newest[contentID+" "+img.ProductID] = img.VersionName
-			prod.Fields = ProductFields(img)
-			prod.NullFields = nil
-			if _, ok := prod.Fields["support_eol"]; !ok && img.Kind != store.KindBootloader {
-				prod.NullFields = []string{"support_eol"}
-			}
-		}
-		ver := simplestreams.Version{Items: map[string]simplestreams.Item{}}
-		for _, it := range img.Items {
-			ver.Items[it.Name] = simplestreams.Item{FType: it.FType, Path: it.Path, SHA256: it.SHA256, Size: it.Size, Extra: it.Extra}
-		}
-		prod.Versions[img.VersionName] = ver
-		doc.Products[img.ProductID] = prod
+		doc.products[img.ProductID] = append(doc.products[img.ProductID], img)
+		doc.versions++
 	}
 	for i := range imgs {
 		img := &imgs[i]
@@ -311,16 +320,34 @@ func build(imgs []store.Image, updated string) ([]*simplestreams.Products, map[s
 			add(ProductsContentID, img)
 		}
 	}
-	ids := make([]string, 0, len(byContent))
-	for id := range byContent {
-		ids = append(ids, id)
+	docs := make([]*docPlan, 0, len(byContent))
+	for _, doc := range byContent {
+		docs = append(docs, doc)
 	}
-	sort.Strings(ids)
-	docs := make([]*simplestreams.Products, 0, len(ids))
-	for _, id := range ids {
-		docs = append(docs, byContent[id])
-	}
+	sort.Slice(docs, func(i, j int) bool { return docs[i].contentID < docs[j].contentID })
 	return docs, files, skipped
+}
+
+// buildProduct is the product of versions: its fields come from the newest.
+func buildProduct(versions []*store.Image) simplestreams.Product {
+	prod := simplestreams.Product{Versions: make(map[string]simplestreams.Version, len(versions))}
+	newest := ""
+	for _, img := range versions {
+		if img.VersionName >= newest {
+			newest = img.VersionName
+			prod.Fields = ProductFields(img)
+			prod.NullFields = nil
+			if _, ok := prod.Fields["support_eol"]; !ok && img.Kind != store.KindBootloader {
+				prod.NullFields = []string{"support_eol"}
+			}
+		}
+		ver := simplestreams.Version{Items: make(map[string]simplestreams.Item, len(img.Items))}
+		for _, it := range img.Items {
+			ver.Items[it.Name] = simplestreams.Item{FType: it.FType, Path: it.Path, SHA256: it.SHA256, Size: it.Size, Extra: it.Extra}
+		}
+		prod.Versions[img.VersionName] = ver
+	}
+	return prod
 }
 
 func pathConflict(files map[string]Entry, img *store.Image) string {
@@ -395,11 +422,11 @@ func (p *Publisher) keepRetired(prev map[string]*simplestreams.IndexEntry, keep 
 	}
 }
 
-// docPath names a product file by its content id and the hash of its bytes:
-// a changed document is a new file, and the index's rename switches to it.
-func docPath(contentID string, data []byte) string {
-	sum := sha256.Sum256(data)
-	return path.Join(StreamsDir, contentID+"."+hex.EncodeToString(sum[:6])+".json")
+// docPath names a product file by its content id and the start of its
+// sha256 (hex): a changed document is a new file, and the index's rename
+// switches to it.
+func docPath(contentID, sum string) string {
+	return path.Join(StreamsDir, contentID+"."+sum[:12]+".json")
 }
 
 // previousIndex returns the entries of the index on disk, by content id; an
@@ -423,47 +450,160 @@ func (p *Publisher) previousIndex() map[string]*simplestreams.IndexEntry {
 	return out
 }
 
-// writeProductDoc writes a product document (and its signed copy) under its
-// content-hash name, unless the previous generation's file already holds
-// exactly this content: then it keeps that file and its `updated`.
-func (p *Publisher) writeProductDoc(doc *simplestreams.Products, prev *simplestreams.IndexEntry, now string, served map[string]Entry) (string, Entry, error) {
-	if prev != nil {
-		doc.Updated = prev.Updated
-		data, err := marshalDoc(doc)
-		if err != nil {
-			return "", Entry{}, fmt.Errorf("publish %s: %w", doc.ContentID, err)
-		}
-		old, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(prev.Path)))
-		if err == nil && bytes.Equal(old, data) {
-			if err := p.writeSignedDoc(prev.Path, data, false, served); err != nil {
-				return "", Entry{}, err
-			}
-			return prev.Path, keptEntryOf(filepath.Join(p.dir, filepath.FromSlash(prev.Path)), data), nil
-		}
-	}
-	doc.Updated = now
-	data, err := marshalDoc(doc)
-	if err != nil {
-		return "", Entry{}, fmt.Errorf("publish %s: %w", doc.ContentID, err)
-	}
-	rel := docPath(doc.ContentID, data)
-	if err := WriteFileAtomic(filepath.Join(p.dir, filepath.FromSlash(rel)), data, 0o644); err != nil {
-		return "", Entry{}, err
-	}
-	return rel, entryOf(data), p.writeSignedDoc(rel, data, true, served)
+// docState is a product document as a publish wrote it (or found it on
+// disk after a restart, then without products or signed copy).
+type docState struct {
+	rel     string
+	updated string
+	data    []byte
+	entry   Entry
+	signed  *Entry // nil without a signer, or not yet checked
+	// products are the document's products, each with the bytes it was
+	// encoded to and copies of the versions it was built from.
+	products map[string]*encodedProduct
 }
 
-// writeSignedDoc writes the signed copy of a document, with a signer.
-func (p *Publisher) writeSignedDoc(rel string, data []byte, changed bool, served map[string]Entry) error {
-	if p.sign == nil {
+type encodedProduct struct {
+	versions []store.Image
+	product  simplestreams.Product
+	data     []byte
+}
+
+func (st *docState) productIDs() []string {
+	ids := make([]string, 0, len(st.products))
+	for id := range st.products {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// readDoc reads the document of contentID that the index on disk names
+// (products.json: its fixed path); nil when there is none.
+func (p *Publisher) readDoc(contentID string, prev *simplestreams.IndexEntry) *docState {
+	rel, updated := ProductsPath, ""
+	if contentID != ProductsContentID {
+		if prev == nil {
+			return nil
+		}
+		rel, updated = prev.Path, prev.Updated
+	}
+	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
+	data, err := os.ReadFile(dst)
+	if err != nil {
 		return nil
 	}
-	se, err := p.writeSigned(signedPath(rel), data, changed)
-	if err != nil {
-		return err
+	if contentID == ProductsContentID {
+		var doc struct {
+			Updated string `json:"updated"`
+		}
+		if json.Unmarshal(data, &doc) != nil || doc.Updated == "" {
+			return nil
+		}
+		updated = doc.Updated
 	}
-	served[signedPath(rel)] = se
-	return nil
+	return &docState{rel: rel, updated: updated, data: data, entry: keptEntryOf(dst, data)}
+}
+
+// writeProductDoc writes a product document (and its signed copy): under
+// its content-hash name, products.json under its fixed one. When last
+// holds exactly this content, it keeps that file and its `updated`, so
+// clients see `updated` move only when something did.
+func (p *Publisher) writeProductDoc(plan *docPlan, last *docState, now string) (*docState, error) {
+	doc := simplestreams.Products{ContentID: plan.contentID, DataType: simplestreams.DataTypeIDs, Format: simplestreams.FormatProducts,
+		Products: make(map[string]simplestreams.Product, len(plan.products))}
+	st := &docState{products: make(map[string]*encodedProduct, len(plan.products))}
+	for id, versions := range plan.products {
+		e := (*encodedProduct)(nil)
+		if last != nil {
+			e = last.products[id]
+		}
+		if e == nil || !sameVersions(e.versions, versions) {
+			prod := buildProduct(versions)
+			e = &encodedProduct{versions: make([]store.Image, len(versions)), product: prod, data: prod.AppendIndented(nil)}
+			for i, img := range versions {
+				e.versions[i] = img.Clone()
+			}
+		}
+		st.products[id], doc.Products[id] = e, e.product
+	}
+	encode := func(updated string) []byte {
+		doc.Updated = updated
+		size := 256
+		for _, e := range st.products {
+			size += len(e.data) + len(e.versions[0].ProductID) + 8
+		}
+		data := doc.AppendIndented(make([]byte, 0, size), func(id string) []byte { return st.products[id].data })
+		return append(data, '\n')
+	}
+	if last != nil {
+		if data := encode(last.updated); bytes.Equal(data, last.data) {
+			st.rel, st.updated, st.data, st.entry = last.rel, last.updated, last.data, last.entry
+			st.signed = last.signed
+			if p.sign != nil && st.signed == nil {
+				se, err := p.writeSigned(signedPath(st.rel), st.data, false)
+				if err != nil {
+					return nil, err
+				}
+				st.signed = &se
+			}
+			return st, nil
+		}
+	}
+	st.updated = now
+	st.data = encode(now)
+	st.entry = entryOf(st.data)
+	st.rel = ProductsPath
+	if plan.contentID != ProductsContentID {
+		st.rel = docPath(plan.contentID, st.entry.SHA256)
+	}
+	// The file is written and synced while its signed copy is made.
+	var written sync.WaitGroup
+	var err error
+	written.Go(func() { err = WriteFileAtomic(filepath.Join(p.dir, filepath.FromSlash(st.rel)), st.data, 0o644) })
+	var signErr error
+	if p.sign != nil {
+		var se Entry
+		se, signErr = p.writeSigned(signedPath(st.rel), st.data, true)
+		st.signed = &se
+	}
+	written.Wait()
+	if err := errors.Join(err, signErr); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// sameVersions reports whether a product built from versions would be the
+// one built from last (copies kept from an earlier publish).
+func sameVersions(last []store.Image, versions []*store.Image) bool {
+	if len(last) != len(versions) {
+		return false
+	}
+	for i := range last {
+		if !samePublished(&last[i], versions[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// samePublished compares what buildProduct reads of two versions
+// (TestSamePublishedCoversBuildProduct checks that it is all of it).
+func samePublished(a, b *store.Image) bool {
+	if a.VersionName != b.VersionName || a.Kind != b.Kind || a.OS != b.OS || a.Arch != b.Arch || a.Release != b.Release ||
+		a.Label != b.Label || a.ReleaseTitle != b.ReleaseTitle || a.Subarch != b.Subarch || a.Subarches != b.Subarches ||
+		a.Version != b.Version || a.Kflavor != b.Kflavor || a.ReleaseCodename != b.ReleaseCodename || a.SupportEOL != b.SupportEOL ||
+		(a.Fields == nil) != (b.Fields == nil) || !maps.Equal(a.Fields, b.Fields) || len(a.Items) != len(b.Items) {
+		return false
+	}
+	for i := range a.Items {
+		x, y := &a.Items[i], &b.Items[i]
+		if x.Name != y.Name || x.FType != y.FType || x.Path != y.Path || x.SHA256 != y.SHA256 || x.Size != y.Size || !maps.Equal(x.Extra, y.Extra) {
+			return false
+		}
+	}
+	return true
 }
 
 // link makes publish/rel a hard link to the blob, replacing a different file
@@ -491,16 +631,6 @@ func (p *Publisher) link(rel, sum string) error {
 		return fmt.Errorf("publish %s: %w", rel, err)
 	}
 	return nil
-}
-
-// writeDoc writes a document at a fixed path and, with a signer, its signed
-// copy.
-func (p *Publisher) writeDoc(rel string, v any, updated *string, now string, served map[string]Entry) (Entry, error) {
-	e, data, changed, err := p.writeJSON(rel, v, updated, now)
-	if err != nil {
-		return e, err
-	}
-	return e, p.writeSignedDoc(rel, data, changed, served)
 }
 
 // signedPath is the .sjson beside a .json document.
@@ -557,30 +687,14 @@ func (p *Publisher) writeJSON(rel string, v any, updated *string, now string) (E
 	return entryOf(data), data, true, WriteFileAtomic(dst, data, 0o644)
 }
 
-// marshalDoc encodes a document as json.MarshalIndent(v, "", " ") does,
-// plus a newline. A document that writes itself (the stream types) is
-// indented straight from its own output: MarshalIndent would first check
-// and compact those megabytes again, a third of a publish's time.
+// marshalDoc encodes a document as the published files are: indented by
+// one space, with a final newline.
 func marshalDoc(v any) ([]byte, error) {
-	m, ok := v.(json.Marshaler)
-	if !ok {
-		data, err := json.MarshalIndent(v, "", " ")
-		if err != nil {
-			return nil, err
-		}
-		return append(data, '\n'), nil
-	}
-	compact, err := m.MarshalJSON()
+	data, err := json.MarshalIndent(v, "", " ")
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(compact) + len(compact)/2)
-	if err := json.Indent(&buf, compact, "", " "); err != nil {
-		return nil, err
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), nil
+	return append(data, '\n'), nil
 }
 
 // entryOf describes a document written now.

@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -288,13 +291,22 @@ func TestPublishSignedCopies(t *testing.T) {
 		before[rel] = data
 	}
 
-	// Nothing changed: no byte changes, signatures included.
-	_, err = f.pub.Publish(imgs)
+	// Nothing changed: no byte changes, signatures included, in the same
+	// process (from memory) and after a restart (from the disk).
+	restarted, err := New(f.dir, f.blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	for rel, data := range before {
-		again, err := os.ReadFile(filepath.Join(f.pub.Dir(), rel))
+	restarted.SignWith(func(b []byte) ([]byte, error) { return simplestreams.Clearsign(b, key) }, keyring)
+	for name, pub := range map[string]*Publisher{"same process": f.pub, "restarted": restarted} {
+		_, err = pub.Publish(imgs)
 		require.NoError(t, err)
-		assert.Equal(t, data, again, rel)
+		for rel, data := range before {
+			again, err := os.ReadFile(filepath.Join(f.pub.Dir(), rel))
+			require.NoError(t, err)
+			assert.Equal(t, data, again, name+": "+rel)
+			e, ok := pub.Lookup(rel)
+			require.True(t, ok, rel)
+			assertServes(t, data, e)
+		}
 	}
 
 	// A new key signs everything again.
@@ -437,27 +449,120 @@ func assertServes(t *testing.T, onDisk []byte, e Entry) {
 	assert.False(t, e.ModTime.IsZero())
 }
 
-// TestMarshalDocMatchesMarshalIndent: documents keep the bytes they had
-// when encoding/json indented them, so a republish after an upgrade
-// rewrites nothing.
-func TestMarshalDocMatchesMarshalIndent(t *testing.T) {
-	tricky := &simplestreams.Products{ContentID: "c<&>\"\\", Format: simplestreams.FormatProducts, Updated: "Thu, 26 Nov 2026 00:00:00 +0000",
-		Products: map[string]simplestreams.Product{
-			"p\u2028<": {Fields: map[string]string{"a": "\x01\xff", "é": "ü", "label": "<b>&"},
-				Versions: map[string]simplestreams.Version{"v1": {Items: map[string]simplestreams.Item{
-					"k": {FType: "squashfs", Path: "a/b&c", SHA256: "00", Size: 12}}}}},
-			"empty": {},
-		}}
-	index := &simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{
-		"c<1>": {DataType: "image-ids", Format: "products:1.0", Path: "streams/v1/c.json", Products: []string{"p<", "q"}}}}
-	tests := map[string]any{"tricky products": tricky, "empty products": &simplestreams.Products{}, "index": index}
-	for name, v := range tests {
-		t.Run(name, func(t *testing.T) {
-			want, err := json.MarshalIndent(v, "", " ")
+// samePublished must tell apart any two versions buildProduct writes
+// differently, or a publish would keep a product's old bytes: every field
+// of a record and of its items is changed in turn.
+func TestSamePublishedCoversBuildProduct(t *testing.T) {
+	base := store.Image{ID: "a", ProductID: "p", ContentID: "c", Origin: "mirror", Kind: store.KindBoot,
+		OS: "ubuntu", Release: "noble", Arch: "amd64", Subarch: "ga", Subarches: "ga", Kflavor: "generic", Label: "stable",
+		Version: "24.04", ReleaseTitle: "24.04 LTS", ReleaseCodename: "Noble", SupportEOL: "2029", VersionName: "1",
+		Status: store.StatusReady, Items: []store.Item{{Name: "k", FType: "boot-kernel", Path: "a/k", Size: 1, SHA256: "00",
+			Staged: "s", Expected: "e", Source: "u", Extra: map[string]string{"kpackage": "linux"}}},
+		CreatedAt: time.Unix(1, 0), UpdatedAt: time.Unix(1, 0)}
+	withFields := base
+	withFields.Fields = map[string]string{"os": "ubuntu", "support_eol": "2029"}
+	encode := func(img store.Image) string {
+		return string(buildProduct([]*store.Image{&img}).AppendIndented(nil))
+	}
+	// changed returns v with another value of its kind.
+	changed := func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Int64:
+			v.SetInt(v.Int() + 1)
+		case reflect.Map:
+			m := reflect.MakeMap(v.Type())
+			m.SetMapIndex(reflect.ValueOf("os"), reflect.ValueOf("other"))
+			v.Set(m)
+		case reflect.Struct: // time.Time
+			v.Set(reflect.ValueOf(v.Interface().(time.Time).Add(time.Hour)))
+		default:
+			t.Fatalf("no change for a %s field: extend this test", v.Kind())
+		}
+	}
+	for name, start := range map[string]store.Image{"own fields": base, "upstream fields": withFields} {
+		typ := reflect.TypeOf(start)
+		for i := 0; i < typ.NumField(); i++ {
+			if typ.Field(i).Name == "Items" {
+				itemType := reflect.TypeOf(store.Item{})
+				for j := 0; j < itemType.NumField(); j++ {
+					mod := start.Clone()
+					changed(reflect.ValueOf(&mod.Items[0]).Elem().Field(j))
+					t.Run(name+"/Items."+itemType.Field(j).Name, func(t *testing.T) {
+						if encode(mod) != encode(start) {
+							assert.False(t, samePublished(&start, &mod))
+						}
+					})
+				}
+				continue
+			}
+			mod := start.Clone()
+			changed(reflect.ValueOf(&mod).Elem().Field(i))
+			t.Run(name+"/"+typ.Field(i).Name, func(t *testing.T) {
+				if encode(mod) != encode(start) {
+					assert.False(t, samePublished(&start, &mod))
+				}
+			})
+		}
+		assert.True(t, samePublished(&start, &start))
+	}
+}
+
+// A publisher that patches its last documents writes what a new one writes
+// from the same records, through additions, changes and deletions.
+func TestIncrementalPublishMatchesAFreshOne(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	b := f.bootImage(t, "b", "20260102.01", store.StatusReady)
+	c := f.singleImage(t, "c", "20260101.01")
+	d := f.singleImage(t, "d", "20260102.01")
+	retitled := b.Clone()
+	retitled.ReleaseTitle = "24.04 LTS"
+	extra := c.Clone()
+	extra.Items[0].Extra = map[string]string{"kpackage": "linux-generic"}
+	failed := a.Clone()
+	failed.Status = store.StatusFailed
+	steps := [][]store.Image{
+		{a, c},
+		{a, b, c},
+		{a, b, c, d},
+		{a, retitled, c, d},
+		{a, retitled, extra, d},
+		{failed, retitled, extra},
+		{failed, retitled, extra},
+		{a, b, c, d},
+	}
+	// docsOf reads the product documents the index names, without their
+	// `updated` line (a kept document keeps its date).
+	docsOf := func(t *testing.T, dir string) map[string]string {
+		data, err := os.ReadFile(filepath.Join(dir, IndexPath))
+		require.NoError(t, err)
+		var index simplestreams.Index
+		require.NoError(t, json.Unmarshal(data, &index))
+		out := map[string]string{}
+		for id, e := range index.Index {
+			doc, err := os.ReadFile(filepath.Join(dir, e.Path))
 			require.NoError(t, err)
-			got, err := marshalDoc(v)
+			out[id] = regexp.MustCompile(`\n "updated": "[^"]*",`).ReplaceAllString(string(doc), "")
+		}
+		products, err := os.ReadFile(filepath.Join(dir, ProductsPath))
+		if err == nil {
+			out[ProductsPath] = regexp.MustCompile(`\n "updated": "[^"]*",`).ReplaceAllString(string(products), "")
+		}
+		return out
+	}
+	for i, imgs := range steps {
+		t.Run(fmt.Sprint("step ", i), func(t *testing.T) {
+			_, err := f.pub.Publish(imgs)
 			require.NoError(t, err)
-			assert.Equal(t, string(want)+"\n", string(got))
+			fresh, err := New(t.TempDir(), f.blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			require.NoError(t, err)
+			_, err = fresh.Publish(imgs)
+			require.NoError(t, err)
+			want := docsOf(t, fresh.Dir())
+			require.NotEmpty(t, want)
+			assert.Equal(t, want, docsOf(t, f.pub.Dir()))
 		})
 	}
 }

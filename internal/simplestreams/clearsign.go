@@ -270,4 +270,3 @@ func clearText(payload []byte, h io.Writer) []byte {
 	h.Write(signed)
 	return text
 }
-

@@ -80,11 +80,14 @@ func TestMarshalMatchesMapEncoding(t *testing.T) {
 						"k": {FType: "squashfs", Path: "a/b&c", SHA256: "00", Size: -1, Extra: map[string]string{"size": "x", "kpackage": "linux"}},
 					}},
 					"v2": {},
+					"v3": {Items: map[string]Item{}},
 				},
 			},
-			"empty": {},
+			"empty":       {},
+			"no versions": {Versions: map[string]Version{}},
 		}},
-		"nil products": {Format: FormatProducts},
+		"nil products":   {Format: FormatProducts},
+		"empty products": {Products: map[string]Product{}},
 	}
 	entries, err := os.ReadDir(fuzzSeedDir)
 	require.NoError(t, err)
@@ -116,6 +119,12 @@ func TestMarshalMatchesMapEncoding(t *testing.T) {
 			require.NoError(t, err)
 			got, err = p.MarshalJSON()
 			require.NoError(t, err)
+			require.Equal(t, string(want), string(got))
+			// Indented in the same pass, and from products encoded apart.
+			want, err = json.MarshalIndent(mapProducts(p), "", " ")
+			require.NoError(t, err)
+			require.Equal(t, string(want), string(p.MarshalIndented()))
+			got = p.AppendIndented(nil, func(id string) []byte { return p.Products[id].AppendIndented(nil) })
 			require.Equal(t, string(want), string(got))
 		})
 	}

@@ -98,10 +98,10 @@ func (p Product) LatestVersion() string {
 
 // MarshalJSON flattens the fields next to "versions"; fields in
 // NullFields without a value are written as null.
-func (p Product) MarshalJSON() ([]byte, error) { return p.appendJSON(nil), nil }
+func (p Product) MarshalJSON() ([]byte, error) { return p.appendJSON(nil, compact, 0), nil }
 
 // MarshalJSON flattens the fields next to "items".
-func (v Version) MarshalJSON() ([]byte, error) { return v.appendJSON(nil), nil }
+func (v Version) MarshalJSON() ([]byte, error) { return v.appendJSON(nil, compact, 0), nil }
 
 // MarshalJSON writes size as a JSON integer: a string crashes sstream-mirror.
-func (it Item) MarshalJSON() ([]byte, error) { return it.appendJSON(nil), nil }
+func (it Item) MarshalJSON() ([]byte, error) { return it.appendJSON(nil, compact, 0), nil }

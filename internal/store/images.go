@@ -210,7 +210,7 @@ func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 			c.decoded[string(k)] = e
 		}
 		e.listed = c.listed
-		out = append(out, e.img.clone())
+		out = append(out, e.img.Clone())
 		return nil
 	})
 	if err != nil {
@@ -226,8 +226,8 @@ func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 	return out, nil
 }
 
-// clone copies img with its own items and maps.
-func (img Image) clone() Image {
+// Clone copies img with its own items and maps.
+func (img Image) Clone() Image {
 	img.Fields = maps.Clone(img.Fields)
 	img.Items = slices.Clone(img.Items)
 	for i := range img.Items {
