@@ -21,6 +21,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -74,17 +75,17 @@ type Publisher struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu    sync.Mutex // one publish at a time
-	files atomic.Pointer[map[string]Entry]
+	mu sync.Mutex // one publish at a time
+	// files is what a client may fetch.
+	files atomic.Pointer[fileSet]
 	// retired holds the product files that left the index, with when:
 	// they stay served for docGrace.
 	retired map[string]time.Time
-	// onDisk is what the last publish left in the tree: every kept path,
-	// with the blob sum of item links ("" for documents). Later publishes
+	// onDisk is what the last publish left in the tree. Later publishes
 	// link and prune against it instead of checking every file of every
 	// version (with 5,000 versions that took most of a publish); the first
 	// publish after a start checks the whole tree.
-	onDisk map[string]string
+	onDisk fileSet
 	// docs is each product document as the last publish wrote it, by
 	// content id: a publish encodes only the products whose versions
 	// changed, and compares and signs from memory. Nil after a failed
@@ -112,8 +113,7 @@ func New(dataDir string, b *blobs.Store, log *slog.Logger) (*Publisher, error) {
 	if err := os.MkdirAll(filepath.Join(p.dir, StreamsDir), 0o755); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	empty := map[string]Entry{}
-	p.files.Store(&empty)
+	p.files.Store(&fileSet{})
 	return p, nil
 }
 
@@ -122,9 +122,21 @@ func (p *Publisher) Dir() string { return p.dir }
 
 // Lookup returns the published file at rel (relative to the mirror root):
 // a document or an item of a published version; nothing else is found.
-func (p *Publisher) Lookup(rel string) (Entry, bool) {
-	e, ok := (*p.files.Load())[rel]
-	return e, ok
+func (p *Publisher) Lookup(rel string) (Entry, bool) { return p.files.Load().lookup(rel) }
+
+// fileSet is a set of published files in layers: the first layer that
+// holds a path answers. Layers are never changed once in a set, so a
+// publish builds the next set without copying the thousands of entries
+// of the last.
+type fileSet []map[string]Entry
+
+func (fs fileSet) lookup(rel string) (Entry, bool) {
+	for _, layer := range fs {
+		if e, ok := layer[rel]; ok {
+			return e, true
+		}
+	}
+	return Entry{}, false
 }
 
 // Publish rebuilds the tree from imgs; only ready versions are published.
@@ -148,7 +160,7 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 			continue
 		}
 		for _, it := range img.Items {
-			if sum, ok := p.onDisk[it.Path]; ok && sum == it.SHA256 {
+			if e, ok := p.onDisk.lookup(it.Path); ok && e.SHA256 == it.SHA256 {
 				continue
 			}
 			if err := p.link(it.Path, it.SHA256); err != nil {
@@ -178,13 +190,10 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		}
 	}
 	items := len(files)
-	// served is every file a client may fetch: items and documents.
-	served := make(map[string]Entry, len(files)+len(docs)+1)
-	for k, v := range files {
-		served[k] = v
-	}
+	// served is every file a client may fetch and the tree keeps: items,
+	// documents and the index.
+	served := files
 	index := simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{}}
-	keep := map[string]bool{IndexPath: true}
 	prev := p.previousIndex()
 	// The documents are independent files: each is written, synced and
 	// signed beside the others, and all before the index names them.
@@ -208,11 +217,10 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	for i, doc := range docs {
 		st := states[i]
 		written[doc.contentID] = st
-		served[st.rel], keep[st.rel] = st.entry, true
+		served[st.rel] = st.entry
 		if st.signed != nil {
 			served[signedPath(st.rel)] = *st.signed
 		}
-		keep[signedPath(st.rel)] = true
 		if doc.contentID != ProductsContentID {
 			index.Index[doc.contentID] = simplestreams.IndexEntry{
 				DataType: simplestreams.DataTypeIDs, Format: simplestreams.FormatProducts, Path: st.rel,
@@ -220,52 +228,23 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 			}
 		}
 	}
-	p.keepRetired(prev, keep, served)
-	// While the index switches, serve both the old and the new files.
-	union := make(map[string]Entry, len(served))
-	for k, v := range *p.files.Load() {
-		union[k] = v
-	}
-	for k, v := range served {
-		union[k] = v
-	}
-	p.files.Store(&union)
-	e, data, changed, err := p.writeJSON(IndexPath, &index, &index.Updated, updated)
+	p.keepRetired(prev, served)
+	// While the index switches, serve both the old and the new files: the
+	// old index until the new one is in place. (A failed publish leaves
+	// this set; the next adds a layer to it.)
+	switching := append(fileSet{served}, *p.files.Load()...)
+	p.files.Store(&switching)
+	indexes, err := p.writeIndex(&index, updated)
 	if err != nil {
 		return nil, err
 	}
-	served[IndexPath] = e
-	// The signed index names the signed product files: a client that starts
-	// from index.sjson checks a signature on everything it reads.
-	if p.sign != nil {
-		signedIndex := index
-		signedIndex.Index = make(map[string]simplestreams.IndexEntry, len(index.Index))
-		for id, entry := range index.Index {
-			entry.Path = signedPath(entry.Path)
-			signedIndex.Index[id] = entry
-		}
-		if data, err = marshalDoc(&signedIndex); err != nil {
-			return nil, fmt.Errorf("publish %s: %w", SignedIndexPath, err)
-		}
-		se, err := p.writeSigned(SignedIndexPath, data, changed)
-		if err != nil {
-			return nil, err
-		}
-		served[SignedIndexPath] = se
-		keep[SignedIndexPath] = true
-	}
-	p.files.Store(&served)
-	for rel := range files {
-		keep[rel] = true
-	}
-	if err := p.prune(keep); err != nil {
+	now := fileSet{indexes, served}
+	p.files.Store(&now)
+	if err := p.prune(now); err != nil {
 		p.onDisk = nil
 		return nil, err
 	}
-	p.onDisk = make(map[string]string, len(keep))
-	for rel := range keep {
-		p.onDisk[rel] = files[rel].SHA256
-	}
+	p.onDisk = now
 	p.docs = written
 	versions := 0
 	for _, doc := range docs {
@@ -393,21 +372,21 @@ const docGrace = 10 * time.Minute
 
 // keepRetired keeps (and serves) the product files of the previous index
 // that the new one no longer names, for docGrace after they left it.
-func (p *Publisher) keepRetired(prev map[string]*simplestreams.IndexEntry, keep map[string]bool, served map[string]Entry) {
+func (p *Publisher) keepRetired(prev map[string]*simplestreams.IndexEntry, served map[string]Entry) {
 	now := p.now()
 	for _, entry := range prev {
 		for _, rel := range []string{entry.Path, signedPath(entry.Path)} {
-			if _, ok := p.retired[rel]; !ok && !keep[rel] {
+			if _, ok := p.retired[rel]; !ok && !has(served, rel) {
 				p.retired[rel] = now
 			}
 		}
 	}
 	for rel, since := range p.retired {
-		if keep[rel] || now.Sub(since) >= docGrace {
+		if has(served, rel) || now.Sub(since) >= docGrace {
 			delete(p.retired, rel)
 			continue
 		}
-		e, ok := (*p.files.Load())[rel]
+		e, ok := p.Lookup(rel)
 		if !ok {
 			// After a restart: what is on disk.
 			data, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(rel)))
@@ -418,8 +397,12 @@ func (p *Publisher) keepRetired(prev map[string]*simplestreams.IndexEntry, keep 
 			e = entryOf(data)
 		}
 		served[rel] = e
-		keep[rel] = true
 	}
+}
+
+func has(files map[string]Entry, rel string) bool {
+	_, ok := files[rel]
+	return ok
 }
 
 // docPath names a product file by its content id and the start of its
@@ -469,14 +452,7 @@ type encodedProduct struct {
 	data     []byte
 }
 
-func (st *docState) productIDs() []string {
-	ids := make([]string, 0, len(st.products))
-	for id := range st.products {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
-}
+func (st *docState) productIDs() []string { return slices.Sorted(maps.Keys(st.products)) }
 
 // readDoc reads the document of contentID that the index on disk names
 // (products.json: its fixed path); nil when there is none.
@@ -513,6 +489,7 @@ func (p *Publisher) writeProductDoc(plan *docPlan, last *docState, now string) (
 	doc := simplestreams.Products{ContentID: plan.contentID, DataType: simplestreams.DataTypeIDs, Format: simplestreams.FormatProducts,
 		Products: make(map[string]simplestreams.Product, len(plan.products))}
 	st := &docState{products: make(map[string]*encodedProduct, len(plan.products))}
+	reused := true
 	for id, versions := range plan.products {
 		e := (*encodedProduct)(nil)
 		if last != nil {
@@ -526,6 +503,11 @@ func (p *Publisher) writeProductDoc(plan *docPlan, last *docState, now string) (
 			}
 		}
 		st.products[id], doc.Products[id] = e, e.product
+		reused = reused && last != nil && e == last.products[id]
+	}
+	// Every product as it was (and no product gone): the document is too.
+	if reused && last != nil && len(last.products) == len(st.products) {
+		return last, nil
 	}
 	encode := func(updated string) []byte {
 		doc.Updated = updated
@@ -661,30 +643,59 @@ func (p *Publisher) signedMatches(signed, data []byte) bool {
 	return err == nil && bytes.Equal(bytes.TrimRight(payload, "\r\n"), bytes.TrimRight(data, "\r\n"))
 }
 
-// writeJSON writes a document under a temporary name, syncs and renames it,
-// and returns its hash for the ETag, its bytes and whether they changed. A
-// document whose content is unchanged keeps its file and its old `updated`
-// value (set through *updated), so clients see `updated` move only when
-// something did.
-func (p *Publisher) writeJSON(rel string, v any, updated *string, now string) (Entry, []byte, bool, error) {
-	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
+// writeIndex writes index.json and, with a signer, index.sjson beside it,
+// and returns their entries. The signed index names the signed product
+// files: a client that starts from it checks a signature on everything it
+// reads. An index whose content is unchanged keeps its file and its old
+// `updated` value, so clients see `updated` move only when something did.
+func (p *Publisher) writeIndex(index *simplestreams.Index, now string) (map[string]Entry, error) {
+	dst := filepath.Join(p.dir, filepath.FromSlash(IndexPath))
+	var data []byte
+	changed := true
 	if old, err := os.ReadFile(dst); err == nil {
 		var prev struct {
 			Updated string `json:"updated"`
 		}
 		if json.Unmarshal(old, &prev) == nil && prev.Updated != "" {
-			*updated = prev.Updated
-			if data, err := marshalDoc(v); err == nil && bytes.Equal(old, data) {
-				return keptEntryOf(dst, data), data, false, nil
+			index.Updated = prev.Updated
+			if again, err := marshalDoc(index); err == nil && bytes.Equal(old, again) {
+				data, changed = old, false
 			}
 		}
 	}
-	*updated = now
-	data, err := marshalDoc(v)
-	if err != nil {
-		return Entry{}, nil, false, fmt.Errorf("publish %s: %w", rel, err)
+	entries := map[string]Entry{}
+	var written sync.WaitGroup
+	var err error
+	if changed {
+		index.Updated = now
+		if data, err = marshalDoc(index); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", IndexPath, err)
+		}
+		entries[IndexPath] = entryOf(data)
+		written.Go(func() { err = WriteFileAtomic(dst, data, 0o644) })
+	} else {
+		entries[IndexPath] = keptEntryOf(dst, data)
 	}
-	return entryOf(data), data, true, WriteFileAtomic(dst, data, 0o644)
+	var signErr error
+	if p.sign != nil {
+		signedIndex := *index
+		signedIndex.Index = make(map[string]simplestreams.IndexEntry, len(index.Index))
+		for id, entry := range index.Index {
+			entry.Path = signedPath(entry.Path)
+			signedIndex.Index[id] = entry
+		}
+		var signed []byte
+		if signed, signErr = marshalDoc(&signedIndex); signErr == nil {
+			var se Entry
+			se, signErr = p.writeSigned(SignedIndexPath, signed, changed)
+			entries[SignedIndexPath] = se
+		}
+	}
+	written.Wait()
+	if err := errors.Join(err, signErr); err != nil {
+		return nil, fmt.Errorf("publish the index: %w", err)
+	}
+	return entries, nil
 }
 
 // marshalDoc encodes a document as the published files are: indented by
@@ -749,22 +760,24 @@ func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
 // prune removes every file under the tree that keep does not name, and the
 // directories that leaves empty: after the first publish, only what the
 // last publish kept can be there.
-func (p *Publisher) prune(keep map[string]bool) error {
+func (p *Publisher) prune(keep fileSet) error {
 	if p.onDisk == nil {
 		return p.pruneAll(keep)
 	}
-	for rel := range p.onDisk {
-		if keep[rel] {
-			continue
-		}
-		full := filepath.Join(p.dir, filepath.FromSlash(rel))
-		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("publish: prune: %w", err)
-		}
-		// Parents that this leaves empty go too; Remove fails, as intended, on the first that is not.
-		for dir := path.Dir(rel); dir != "." && dir != "streams" && dir != StreamsDir; dir = path.Dir(dir) {
-			if os.Remove(filepath.Join(p.dir, filepath.FromSlash(dir))) != nil {
-				break
+	for _, layer := range p.onDisk {
+		for rel := range layer {
+			if _, ok := keep.lookup(rel); ok {
+				continue
+			}
+			full := filepath.Join(p.dir, filepath.FromSlash(rel))
+			if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("publish: prune: %w", err)
+			}
+			// Parents that this leaves empty go too; Remove fails, as intended, on the first that is not.
+			for dir := path.Dir(rel); dir != "." && dir != "streams" && dir != StreamsDir; dir = path.Dir(dir) {
+				if os.Remove(filepath.Join(p.dir, filepath.FromSlash(dir))) != nil {
+					break
+				}
 			}
 		}
 	}
@@ -772,7 +785,7 @@ func (p *Publisher) prune(keep map[string]bool) error {
 }
 
 // pruneAll walks the whole tree for prune.
-func (p *Publisher) pruneAll(keep map[string]bool) error {
+func (p *Publisher) pruneAll(keep fileSet) error {
 	var dirs []string
 	err := filepath.WalkDir(p.dir, func(full string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -789,7 +802,7 @@ func (p *Publisher) pruneAll(keep map[string]bool) error {
 			}
 			return nil
 		}
-		if keep[rel] {
+		if _, ok := keep.lookup(rel); ok {
 			return nil
 		}
 		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {

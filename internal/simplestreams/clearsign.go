@@ -198,16 +198,15 @@ func Clearsign(payload []byte, key *openpgp.Entity) ([]byte, error) {
 	if k.Encrypted {
 		return nil, fmt.Errorf("clearsign: key %s is passphrase-protected; decrypt it first", hexFingerprint(key.PrimaryKey.Fingerprint))
 	}
-	// SHA-512, as images.maas.io uses: every key algorithm accepts it, and
-	// gpgv accepts it everywhere.
-	config := &packet.Config{DefaultHash: crypto.SHA512}
-	h := crypto.SHA512.New()
-	sig := &packet.Signature{Version: k.Version, SigType: packet.SigTypeText, PubKeyAlgo: k.PubKeyAlgo, Hash: crypto.SHA512,
+	hash := signatureHash(&k.PublicKey)
+	config := &packet.Config{DefaultHash: hash}
+	h := hash.New()
+	sig := &packet.Signature{Version: k.Version, SigType: packet.SigTypeText, PubKeyAlgo: k.PubKeyAlgo, Hash: hash,
 		CreationTime: now, IssuerKeyId: &k.KeyId, IssuerKeyVersion: uint8(k.Version), IssuerFingerprint: k.Fingerprint}
 	lifetime := config.SigLifetime()
 	sig.SigLifetimeSecs = &lifetime
 	if k.Version == 6 {
-		salt, err := packet.SignatureSaltForHash(crypto.SHA512, config.Random())
+		salt, err := packet.SignatureSaltForHash(hash, config.Random())
 		if err != nil {
 			return nil, fmt.Errorf("clearsign: %w", err)
 		}
@@ -221,7 +220,7 @@ func Clearsign(payload []byte, key *openpgp.Entity) ([]byte, error) {
 	out.Grow(len(payload) + len(payload)/64 + 1024)
 	out.WriteString(pgpSignedHeader + "\n")
 	if k.Version != 6 { // v6 signatures name their hash in the packet only
-		out.WriteString("Hash: SHA512\n")
+		out.WriteString("Hash: " + hashName(hash) + "\n")
 	}
 	out.WriteByte('\n')
 	out.Write(clearText(payload, h))
@@ -241,6 +240,31 @@ func Clearsign(payload []byte, key *openpgp.Entity) ([]byte, error) {
 	}
 	out.WriteByte('\n')
 	return out.Bytes(), nil
+}
+
+// signatureHash is SHA-256, which every gpgv accepts and this machine's
+// CPUs compute three times as fast as SHA-512 (a product file of
+// megabytes is hashed at each publish); keys on larger curves, whose
+// signatures must use a longer hash (RFC 9580 5.2.3.4), get SHA-512.
+func signatureHash(k *packet.PublicKey) crypto.Hash {
+	switch k.PubKeyAlgo {
+	case packet.PubKeyAlgoEd448:
+		return crypto.SHA512
+	case packet.PubKeyAlgoECDSA, packet.PubKeyAlgoEdDSA:
+		if curve, err := k.Curve(); err == nil && curve != packet.Curve25519 && curve != packet.CurveNistP256 &&
+			curve != packet.CurveBrainpoolP256 && curve != packet.CurveSecP256k1 {
+			return crypto.SHA512
+		}
+	}
+	return crypto.SHA256
+}
+
+// hashName is the clearsign "Hash:" header's name of a signatureHash.
+func hashName(h crypto.Hash) string {
+	if h == crypto.SHA512 {
+		return "SHA512"
+	}
+	return "SHA256"
 }
 
 // clearText returns the text of a clearsigned message and writes what its

@@ -267,7 +267,8 @@ func TestClearsignAcceptedByGpgv(t *testing.T) {
 // Clearsign writes the text go-crypto's clearsign package writes, and its
 // signature covers what go-crypto's reader checks: the edge cases of
 // RFC 4880's clearsign rules (dashes, trailing white space, CR, blank
-// lines, no final newline), with a v4 and a v6 key.
+// lines, no final newline), with v4 and v6 keys, and a key whose curve
+// needs SHA-512.
 func TestClearsignMatchesGoCrypto(t *testing.T) {
 	payloads := []string{
 		"", "\n", "\n\n", "a", "a\n", "a\nb", "a\nb\n", "a\n\nb\n",
@@ -278,7 +279,9 @@ func TestClearsignMatchesGoCrypto(t *testing.T) {
 	}
 	v6, err := openpgp.NewEntity("customstream test", "", "test@example.com", &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519})
 	require.NoError(t, err)
-	keys := map[string]*openpgp.Entity{"v4": newTestKey(t, nil), "v6": v6}
+	p384, err := openpgp.NewEntity("customstream test", "", "test@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoECDSA, Curve: packet.CurveNistP384})
+	require.NoError(t, err)
+	keys := map[string]*openpgp.Entity{"v4": newTestKey(t, nil), "v6": v6, "P-384": p384}
 	for name, key := range keys {
 		keyring, err := ReadKeyring(publicBinary(t, key))
 		require.NoError(t, err)
@@ -287,7 +290,7 @@ func TestClearsignMatchesGoCrypto(t *testing.T) {
 				signed, err := Clearsign([]byte(payload), key)
 				require.NoError(t, err)
 				var ref bytes.Buffer
-				w, err := pgpclearsign.Encode(&ref, key.PrivateKey, &packet.Config{DefaultHash: crypto.SHA512})
+				w, err := pgpclearsign.Encode(&ref, key.PrivateKey, &packet.Config{DefaultHash: signatureHash(&key.PrivateKey.PublicKey)})
 				require.NoError(t, err)
 				_, err = w.Write([]byte(payload))
 				require.NoError(t, err)

@@ -3,7 +3,8 @@
 package simplestreams
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -75,14 +76,7 @@ type Item struct {
 }
 
 // ProductIDs returns the ids of p's products, sorted.
-func (p *Products) ProductIDs() []string {
-	ids := make([]string, 0, len(p.Products))
-	for id := range p.Products {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
-}
+func (p *Products) ProductIDs() []string { return slices.Sorted(maps.Keys(p.Products)) }
 
 // LatestVersion returns the greatest version name as a plain string, which
 // is how MAAS and sstream pick the newest version.
