@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,12 +165,6 @@ func (s *Store) ListImages() ([]Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
-	sort.Slice(imgs, func(i, j int) bool {
-		if imgs[i].ProductID != imgs[j].ProductID {
-			return imgs[i].ProductID < imgs[j].ProductID
-		}
-		return imgs[i].VersionName < imgs[j].VersionName
-	})
 	return imgs, nil
 }
 
@@ -180,17 +174,29 @@ func (s *Store) ListImages() ([]Image, error) {
 type imageCache struct {
 	mu      sync.Mutex
 	decoded map[string]*cachedImage
-	listed  uint64 // counts lists, to find the records deleted since the last
+	// sorted are the decoded records in the order lists return them;
+	// changed records are moved into place, not sorted again.
+	sorted []*cachedImage
+	listed uint64 // counts lists, to find the records deleted since the last
 }
 
 type cachedImage struct {
 	raw    []byte
 	img    Image
 	listed uint64
+	stale  bool // replaced by a newer decoding
 }
 
-// list decodes the bucket's records, reusing those whose bytes did not
-// change. Callers get copies they may modify.
+func (e *cachedImage) compare(o *cachedImage) int {
+	if c := strings.Compare(e.img.ProductID, o.img.ProductID); c != 0 {
+		return c
+	}
+	return strings.Compare(e.img.VersionName, o.img.VersionName)
+}
+
+// list returns the bucket's records by product id and version name,
+// decoding only those whose bytes changed since the last list. Callers get
+// copies they may modify.
 func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -198,7 +204,8 @@ func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 		c.decoded = map[string]*cachedImage{}
 	}
 	c.listed++
-	out := make([]Image, 0, len(c.decoded)+1)
+	var changed []*cachedImage
+	seen := 0
 	err := b.ForEach(func(k, data []byte) error {
 		e := c.decoded[string(k)]
 		if e == nil || !bytes.Equal(e.raw, data) {
@@ -206,22 +213,40 @@ func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 			if err := decode(data, &img); err != nil {
 				return fmt.Errorf("%s %s: %w", bucketImages, k, err)
 			}
+			if e != nil {
+				e.stale = true
+			}
 			e = &cachedImage{raw: bytes.Clone(data), img: img}
 			c.decoded[string(k)] = e
+			changed = append(changed, e)
 		}
 		e.listed = c.listed
-		out = append(out, e.img.Clone())
+		seen++
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(c.decoded) > len(out) {
+	if len(c.decoded) > seen {
 		for k, e := range c.decoded {
 			if e.listed != c.listed {
 				delete(c.decoded, k)
 			}
 		}
+	}
+	if c.sorted == nil || len(changed) > len(c.sorted)/8 {
+		// Sorting records scattered in memory is slow: only when many changed.
+		c.sorted = slices.SortedFunc(maps.Values(c.decoded), (*cachedImage).compare)
+	} else {
+		c.sorted = slices.DeleteFunc(c.sorted, func(e *cachedImage) bool { return e.stale || e.listed != c.listed })
+		for _, e := range changed {
+			i, _ := slices.BinarySearchFunc(c.sorted, e, (*cachedImage).compare)
+			c.sorted = slices.Insert(c.sorted, i, e)
+		}
+	}
+	out := make([]Image, len(c.sorted))
+	for i, e := range c.sorted {
+		out[i] = e.img.Clone()
 	}
 	return out, nil
 }

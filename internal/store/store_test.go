@@ -1,13 +1,18 @@
 package store
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTemp(t *testing.T) *Store {
@@ -222,5 +227,67 @@ func TestListImagesSeesEveryChange(t *testing.T) {
 		got, err := s.GetImage(img.ID)
 		require.NoError(t, err)
 		assert.Equal(t, *got, img)
+	}
+}
+
+// Lists keep their order when a few records change, move or go between
+// them: the changed ones are moved into place, not sorted again.
+func TestListImagesOrderAfterChanges(t *testing.T) {
+	s := openTemp(t)
+	for i := range 40 {
+		img, job := newImage(fmt.Sprintf("id%02d", (i*7)%40), fmt.Sprintf("p%d", i%5), fmt.Sprintf("v%02d", i))
+		require.NoError(t, s.CreateImage(img, job))
+	}
+	check := func(t *testing.T) {
+		imgs, err := s.ListImages()
+		require.NoError(t, err)
+		assert.True(t, slices.IsSortedFunc(imgs, func(a, b Image) int {
+			return cmp.Or(strings.Compare(a.ProductID, b.ProductID), strings.Compare(a.VersionName, b.VersionName))
+		}))
+		ids := map[string]bool{}
+		for _, img := range imgs {
+			got, err := s.GetImage(img.ID)
+			require.NoError(t, err)
+			assert.Equal(t, *got, img)
+			ids[img.ID] = true
+		}
+		var stored int
+		require.NoError(t, s.db.View(func(tx *bolt.Tx) error { stored = tx.Bucket(bucketImages).Stats().KeyN; return nil }))
+		assert.Len(t, ids, stored)
+	}
+	check(t)
+	tests := []struct {
+		name   string
+		change func(t *testing.T)
+	}{
+		{"a new version", func(t *testing.T) {
+			img, job := newImage("new", "p2", "v99")
+			require.NoError(t, s.CreateImage(img, job))
+		}},
+		{"a version that moves", func(t *testing.T) {
+			require.NoError(t, s.db.Update(func(tx *bolt.Tx) error {
+				var img Image
+				require.NoError(t, get(tx, bucketImages, "id07", &img))
+				img.ProductID, img.VersionName = "p0", "v00a"
+				return put(tx, bucketImages, img.ID, &img)
+			}))
+		}},
+		{"a deleted version", func(t *testing.T) {
+			_, err := s.DeleteImage("id14")
+			require.NoError(t, err)
+		}},
+		{"a changed field", func(t *testing.T) {
+			_, err := s.FinishJob("job-id21", JobFailed, "broken", func(img *Image) error {
+				img.Status, img.Error = StatusFailed, "broken"
+				return nil
+			})
+			require.NoError(t, err)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.change(t)
+			check(t)
+		})
 	}
 }
