@@ -633,7 +633,12 @@ func (p *Publisher) writeSigned(rel string, data []byte, changed bool) (Entry, e
 	if err != nil {
 		return Entry{}, fmt.Errorf("sign %s: %w", rel, err)
 	}
-	return entryOf(signed), WriteFileAtomic(dst, signed, 0o644)
+	// Hashed for its ETag while it is written.
+	var written sync.WaitGroup
+	written.Go(func() { err = WriteFileAtomic(dst, signed, 0o644) })
+	e := entryOf(signed)
+	written.Wait()
+	return e, err
 }
 
 // signedMatches reports whether a signed copy holds data, signed by the

@@ -272,6 +272,12 @@ func hashName(h crypto.Hash) string {
 // spaces, tabs and carriage returns; lines starting with a dash escaped in
 // the text only; CRLF between lines in the signed form.
 func clearText(payload []byte, h io.Writer) []byte {
+	if plainText(payload) {
+		// The common case (every published document): the text is the
+		// payload, and only line ends change for the signature.
+		h.Write(bytes.ReplaceAll(payload, []byte{'\n'}, []byte{'\r', '\n'}))
+		return payload
+	}
 	text := make([]byte, 0, len(payload)+len(payload)/64)
 	signed := make([]byte, 0, len(payload)+len(payload)/16)
 	for first := true; ; first = false {
@@ -293,4 +299,21 @@ func clearText(payload []byte, h io.Writer) []byte {
 	}
 	h.Write(signed)
 	return text
+}
+
+// plainText reports whether no line of payload ends in white space or a
+// carriage return, or starts with a dash: then clearsigning changes none.
+func plainText(payload []byte) bool {
+	if len(payload) > 0 && (payload[0] == '-' || bytes.IndexByte(payload, '\r') >= 0) {
+		return false
+	}
+	if last := payload[max(len(payload)-1, 0):]; len(last) > 0 && (last[0] == ' ' || last[0] == '\t') {
+		return false
+	}
+	for _, seq := range []string{" \n", "\t\n", "\n-"} {
+		if bytes.Contains(payload, []byte(seq)) {
+			return false
+		}
+	}
+	return true
 }

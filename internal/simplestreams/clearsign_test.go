@@ -274,7 +274,7 @@ func TestClearsignMatchesGoCrypto(t *testing.T) {
 		"", "\n", "\n\n", "a", "a\n", "a\nb", "a\nb\n", "a\n\nb\n",
 		"trailing spaces   \nand a tab\t\nand CRLF\r\nlast\r\n",
 		"-dash\n- dash space\n  -indented dash\n--\n-",
-		"   \n\t\nwhite space only lines above\n",
+		"   \n\t\nwhite space only lines above\n", "last line ends in a space ", "x\n\t", "x\r",
 		testPayload,
 	}
 	v6, err := openpgp.NewEntity("customstream test", "", "test@example.com", &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519})
