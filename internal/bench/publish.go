@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/customstream/customstream/internal/blobs"
@@ -33,6 +34,9 @@ func (r *run) publish(ctx context.Context) error {
 	}
 	defer fx.close()
 	svc, st, b := fx.svc, fx.st, fx.blobs
+	// The 5,000 blobs just written are flushed first: their write-back
+	// would otherwise compete with the publish for the file system journal.
+	syscall.Sync()
 	start := time.Now()
 	if err := svc.Republish(); err != nil {
 		return err

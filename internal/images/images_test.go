@@ -219,13 +219,15 @@ func TestFailedPublishIsRetriedByTheResultRetry(t *testing.T) {
 	e := newEnv(t)
 	img, job := e.upload(t, bootMeta())
 	res := e.hashAll(t, img)
-	// A directory where the index goes makes the publish fail.
+	// A directory (not empty: a publish removes empty ones) where the
+	// index goes makes the publish fail.
 	index := filepath.Join(e.pub.Dir(), publish.IndexPath)
 	require.NoError(t, os.RemoveAll(index))
 	require.NoError(t, os.Mkdir(index, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(index, "file"), nil, 0o644))
 	require.Error(t, e.svc.RecordResult(job.ID, res))
 
-	require.NoError(t, os.Remove(index))
+	require.NoError(t, os.RemoveAll(index))
 	require.NoError(t, e.svc.RecordResult(job.ID, res), "asynq retries the result")
 	got, err := e.store.GetImage(img.ID)
 	require.NoError(t, err)

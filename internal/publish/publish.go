@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -153,27 +154,29 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	docs, files, skipped := plan(imgs)
 	// A version whose files cannot be linked (a blob gone, a path taken
 	// by a directory) is left out; it must not stop every other one.
-	failed := map[string]bool{}
-	for i := range imgs {
-		img := &imgs[i]
-		if img.Status != store.StatusReady || skipped[img.ID] != "" {
-			continue
+	// A publish that fails part way may have linked or written files that
+	// no set names: the next one looks at the whole tree again.
+	published := false
+	defer func() {
+		if !published {
+			p.onDisk = nil
 		}
-		for _, it := range img.Items {
-			if e, ok := p.onDisk.lookup(it.Path); ok && e.SHA256 == it.SHA256 {
-				continue
-			}
-			if err := p.link(it.Path, it.SHA256); err != nil {
-				failed[img.ID] = true
-				skipped[img.ID] = err.Error()
-				break
-			}
+	}()
+	if p.onDisk == nil {
+		found, err := p.scanTree()
+		if err != nil {
+			return nil, err
 		}
+		p.onDisk = found
+	}
+	failed := p.linkAll(imgs, skipped)
+	for id, why := range failed {
+		skipped[id] = why
 	}
 	if len(failed) > 0 {
 		kept := make([]store.Image, 0, len(imgs))
 		for _, img := range imgs {
-			if !failed[img.ID] {
+			if failed[img.ID] == "" {
 				kept = append(kept, img)
 			}
 		}
@@ -241,10 +244,9 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	now := fileSet{indexes, served}
 	p.files.Store(&now)
 	if err := p.prune(now); err != nil {
-		p.onDisk = nil
 		return nil, err
 	}
-	p.onDisk = now
+	p.onDisk, published = now, true
 	p.docs = written
 	versions := 0
 	for _, doc := range docs {
@@ -588,6 +590,66 @@ func samePublished(a, b *store.Image) bool {
 	return true
 }
 
+// linkWorkers is how many links a publish makes at once. Each is a few
+// metadata changes the file system journals: 5,000 one after another took
+// 0.5–3 s here, 4 or more at once about 0.25 s.
+const linkWorkers = 8
+
+// linkAll links the items of the ready versions that the tree does not
+// hold yet, and returns the versions whose files could not be linked,
+// with why.
+func (p *Publisher) linkAll(imgs []store.Image, skipped map[string]string) map[string]string {
+	type linkJob struct {
+		rel, sum string
+		ids      []string // the versions with this file
+	}
+	byPath := map[string]*linkJob{}
+	var jobs []*linkJob
+	for i := range imgs {
+		img := &imgs[i]
+		if img.Status != store.StatusReady || skipped[img.ID] != "" {
+			continue
+		}
+		for _, it := range img.Items {
+			if e, ok := p.onDisk.lookup(it.Path); ok && e.SHA256 == it.SHA256 {
+				continue
+			}
+			j := byPath[it.Path]
+			if j == nil {
+				j = &linkJob{rel: it.Path, sum: it.SHA256}
+				byPath[it.Path] = j
+				jobs = append(jobs, j)
+			}
+			j.ids = append(j.ids, img.ID)
+		}
+	}
+	failed := map[string]string{}
+	var mu sync.Mutex
+	work := make(chan *linkJob)
+	var wg sync.WaitGroup
+	for range min(linkWorkers, len(jobs)) {
+		wg.Go(func() {
+			for j := range work {
+				if err := p.link(j.rel, j.sum); err != nil {
+					mu.Lock()
+					for _, id := range j.ids {
+						if failed[id] == "" {
+							failed[id] = err.Error()
+						}
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	return failed
+}
+
 // link makes publish/rel a hard link to the blob, replacing a different file
 // by rename so a reader never sees a partial one.
 func (p *Publisher) link(rel, sum string) error {
@@ -597,11 +659,21 @@ func (p *Publisher) link(rel, sum string) error {
 		return fmt.Errorf("publish %s: blob %s: %w", rel, sum, err)
 	}
 	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
-	if info, err := os.Stat(dst); err == nil && os.SameFile(info, srcInfo) {
+	info, err := os.Stat(dst)
+	if err == nil && os.SameFile(info, srcInfo) {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("publish %s: %w", rel, err)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new name: the link itself appears whole.
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fmt.Errorf("publish %s: %w", rel, err)
+		}
+		if err := os.Link(src, dst); err == nil || !errors.Is(err, fs.ErrExist) {
+			if err != nil {
+				return fmt.Errorf("publish %s: %w", rel, err)
+			}
+			return nil
+		}
 	}
 	tmp := dst + ".tmp-link"
 	_ = os.Remove(tmp)
@@ -766,20 +838,18 @@ func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
 // directories that leaves empty: after the first publish, only what the
 // last publish kept can be there.
 func (p *Publisher) prune(keep fileSet) error {
-	if p.onDisk == nil {
-		return p.pruneAll(keep)
-	}
 	for _, layer := range p.onDisk {
 		for rel := range layer {
 			if _, ok := keep.lookup(rel); ok {
 				continue
 			}
 			full := filepath.Join(p.dir, filepath.FromSlash(rel))
-			if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// ENOTDIR: a file where a parent directory was, so no such file.
+			if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 				return fmt.Errorf("publish: prune: %w", err)
 			}
 			// Parents that this leaves empty go too; Remove fails, as intended, on the first that is not.
-			for dir := path.Dir(rel); dir != "." && dir != "streams" && dir != StreamsDir; dir = path.Dir(dir) {
+			for dir := path.Dir(rel); !keptDir(dir); dir = path.Dir(dir) {
 				if os.Remove(filepath.Join(p.dir, filepath.FromSlash(dir))) != nil {
 					break
 				}
@@ -789,39 +859,44 @@ func (p *Publisher) prune(keep fileSet) error {
 	return nil
 }
 
-// pruneAll walks the whole tree for prune.
-func (p *Publisher) pruneAll(keep fileSet) error {
-	var dirs []string
-	err := filepath.WalkDir(p.dir, func(full string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(p.dir, full)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel != "." && rel != "streams" && rel != StreamsDir {
-				dirs = append(dirs, full)
-			}
-			return nil
-		}
-		if _, ok := keep.lookup(rel); ok {
-			return nil
-		}
-		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return nil
-	})
+// keptDir reports whether the tree keeps dir even when it is empty.
+func keptDir(dir string) bool { return dir == "." || dir == "streams" || dir == StreamsDir }
+
+// scanTree lists the files in the tree, for the first publish after a
+// start, which links and prunes against it as later ones do against the
+// last publish. Their content is unknown (no sum): each is checked before
+// it is kept. Empty directories (a crash's leftovers) go at once. On a new
+// tree this costs nothing, where a walk after linking 5,000 versions took
+// a tenth of the publish.
+func (p *Publisher) scanTree() (fileSet, error) {
+	found := map[string]Entry{}
+	if _, err := p.scanDir(".", found); err != nil {
+		return nil, fmt.Errorf("publish: scan the tree: %w", err)
+	}
+	return fileSet{found}, nil
+}
+
+// scanDir adds the files under rel to found and reports whether rel is
+// left empty.
+func (p *Publisher) scanDir(rel string, found map[string]Entry) (bool, error) {
+	entries, err := os.ReadDir(filepath.Join(p.dir, filepath.FromSlash(rel)))
 	if err != nil {
-		return fmt.Errorf("publish: prune: %w", err)
+		return false, err
 	}
-	// Deepest first, so parents empty out after their children.
-	sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
-	for _, d := range dirs {
-		_ = os.Remove(d) // fails, as intended, when not empty
+	left := len(entries)
+	for _, e := range entries {
+		child := path.Join(rel, e.Name())
+		if !e.IsDir() {
+			found[child] = Entry{}
+			continue
+		}
+		empty, err := p.scanDir(child, found)
+		if err != nil {
+			return false, err
+		}
+		if empty && !keptDir(child) && os.Remove(filepath.Join(p.dir, filepath.FromSlash(child))) == nil {
+			left--
+		}
 	}
-	return nil
+	return left == 0, nil
 }

@@ -566,3 +566,30 @@ func TestIncrementalPublishMatchesAFreshOne(t *testing.T) {
 		})
 	}
 }
+
+// The first publish after a start removes what a crash left: stray files
+// and empty directories, and nothing the stream uses.
+func TestFirstPublishRemovesLeftovers(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20250101", store.StatusReady)
+	_, err := f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	emptyDirs := []string{"uploads/empty/deep/er", "uploads/ubuntu/noble/amd64/generic/generic/stable/20240101"}
+	for _, d := range emptyDirs {
+		require.NoError(t, os.MkdirAll(filepath.Join(f.pub.Dir(), d), 0o755))
+	}
+	stray := filepath.Join(f.pub.Dir(), "uploads/ubuntu/noble/amd64/generic/generic/stable/20250101/boot-kernel.tmp-link")
+	require.NoError(t, os.WriteFile(stray, nil, 0o644))
+
+	restarted, err := New(f.dir, f.blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	_, err = restarted.Publish([]store.Image{a})
+	require.NoError(t, err)
+	assert.NoFileExists(t, stray)
+	assert.NoDirExists(t, filepath.Join(f.pub.Dir(), "uploads/empty"))
+	assert.NoDirExists(t, filepath.Join(f.pub.Dir(), emptyDirs[1]))
+	for _, it := range a.Items {
+		assert.FileExists(t, filepath.Join(f.pub.Dir(), it.Path))
+	}
+	assert.True(t, f.validate(t).OK())
+}
