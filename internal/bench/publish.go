@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -33,71 +34,92 @@ func (r *run) publish(ctx context.Context) error {
 		return err
 	}
 	defer fx.close()
-	svc, st, b := fx.svc, fx.st, fx.blobs
-	// The 5,000 blobs just written are flushed first: their write-back
-	// would otherwise compete with the publish for the file system journal.
-	syscall.Sync()
-	start := time.Now()
-	if err := svc.Republish(); err != nil {
-		return err
+	// A full publish into an empty tree, three times, each by a new
+	// publisher as after a start; the median counts.
+	fulls := make([]time.Duration, 0, publishRounds)
+	for range publishRounds {
+		if err := fx.fresh(); err != nil {
+			return err
+		}
+		// What the set-up wrote is flushed first: its write-back would
+		// otherwise compete with the publish for the file system journal.
+		syscall.Sync()
+		start := time.Now()
+		if err := fx.svc.Republish(); err != nil {
+			return err
+		}
+		fulls = append(fulls, time.Since(start))
 	}
-	full := time.Since(start)
+	full := median(fulls)
 	versions := fmt.Sprintf("%d local versions", n)
-	r.add(atMost("publish", versions+": full publish (signed), into an empty tree", secs(full), "500 ms (target)", full.Seconds()/0.5, 1))
+	r.add(atMost("publish", versions+": full publish (signed), into an empty tree (median of 3)", secs(full), "500 ms (target)", full.Seconds()/0.5, 1))
 
-	img, err := localVersion(b, n)
-	if err != nil {
-		return err
+	ones := make([]time.Duration, 0, 2*publishRounds+1)
+	for i := range cap(ones) {
+		img, err := localVersion(fx.blobs, n+i)
+		if err != nil {
+			return err
+		}
+		if err := fx.st.CreateImages([]*store.Image{img}); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := fx.svc.Republish(); err != nil {
+			return err
+		}
+		ones = append(ones, time.Since(start))
 	}
-	if err := st.CreateImages([]*store.Image{img}); err != nil {
-		return err
-	}
-	start = time.Now()
-	if err := svc.Republish(); err != nil {
-		return err
-	}
-	one := time.Since(start)
-	r.add(atMost("publish", versions+": publish after one new version", secs(one), "50 ms (target)", one.Seconds()/0.05, 1))
+	one := median(ones)
+	r.add(atMost("publish", fmt.Sprintf("%s: publish after one new version (median of %d)", versions, len(ones)), secs(one), "50 ms (target)", one.Seconds()/0.05, 1))
 	return ctx.Err()
+}
+
+// publishRounds is how many full publishes the publish rows time.
+const publishRounds = 3
+
+// median is the middle of ds (sorted in place).
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 // publishFixture is a data directory holding n recorded local versions,
 // not yet published, and the service that publishes them.
 type publishFixture struct {
-	st    *store.Store
-	blobs *blobs.Store
-	svc   *images.Service
+	dir    string
+	log    *slog.Logger
+	st     *store.Store
+	blobs  *blobs.Store
+	signer *signing.Signer
+	svc    *images.Service
 }
 
 func newPublishFixture(dir string, n int) (*publishFixture, error) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fx := &publishFixture{dir: dir, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	st, err := store.Open(filepath.Join(dir, "customstream.db"), time.Second)
 	if err != nil {
 		return nil, err
 	}
-	fx := &publishFixture{st: st}
-	if err := fx.fill(dir, n, log); err != nil {
+	fx.st = st
+	if err := fx.fill(n); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return fx, nil
 }
 
-func (fx *publishFixture) fill(dir string, n int, log *slog.Logger) error {
-	b, err := blobs.Open(dir)
+func (fx *publishFixture) fill(n int) error {
+	b, err := blobs.Open(fx.dir)
 	if err != nil {
 		return err
 	}
-	pub, err := publish.New(dir, b, log)
-	if err != nil {
+	if fx.signer, err = signing.Open(fx.dir, fx.log); err != nil {
 		return err
 	}
-	signer, err := signing.Open(dir, log)
-	if err != nil {
+	fx.blobs = b
+	if err := fx.fresh(); err != nil {
 		return err
 	}
-	pub.SignWith(signer.Sign, signer.Keyring())
-	fx.blobs, fx.svc = b, images.NewService(fx.st, b, pub, log)
 	imgs := make([]*store.Image, 0, n)
 	for i := 0; i < n; i++ {
 		img, err := localVersion(b, i)
@@ -107,6 +129,20 @@ func (fx *publishFixture) fill(dir string, n int, log *slog.Logger) error {
 		imgs = append(imgs, img)
 	}
 	return fx.st.CreateImages(imgs)
+}
+
+// fresh empties the published tree and starts a new publisher on it.
+func (fx *publishFixture) fresh() error {
+	if err := os.RemoveAll(filepath.Join(fx.dir, "publish")); err != nil {
+		return err
+	}
+	pub, err := publish.New(fx.dir, fx.blobs, fx.log)
+	if err != nil {
+		return err
+	}
+	pub.SignWith(fx.signer.Sign, fx.signer.Keyring())
+	fx.svc = images.NewService(fx.st, fx.blobs, pub, fx.log)
+	return nil
 }
 
 func (fx *publishFixture) close() { fx.st.Close() }
