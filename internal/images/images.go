@@ -328,7 +328,7 @@ func (s *Service) collect(imgs []store.Image) error {
 	if len(pending) > 0 {
 		return nil
 	}
-	used := map[string]bool{}
+	used := make(map[string]bool, len(imgs))
 	for _, img := range imgs {
 		for _, it := range img.Items {
 			if it.SHA256 != "" {

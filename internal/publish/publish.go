@@ -273,7 +273,12 @@ type docPlan struct {
 // content is left out (skipped, by image id).
 func plan(imgs []store.Image) ([]*docPlan, map[string]Entry, map[string]string) {
 	byContent := map[string]*docPlan{}
-	files := map[string]Entry{}
+	n := 0
+	for i := range imgs {
+		n += len(imgs[i].Items)
+	}
+	files := make(map[string]Entry, n+2*len(imgs)/100+8) // the items, then the documents
+
 	skipped := map[string]string{}
 	add := func(contentID string, img *store.Image) {
 		doc := byContent[contentID]
