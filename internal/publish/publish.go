@@ -277,7 +277,7 @@ func plan(imgs []store.Image) ([]*docPlan, map[string]Entry, map[string]string) 
 	for i := range imgs {
 		n += len(imgs[i].Items)
 	}
-	files := make(map[string]Entry, n+2*len(imgs)/100+8) // the items, then the documents
+	files := make(map[string]Entry, n+16) // the items, then a few documents
 
 	skipped := map[string]string{}
 	add := func(contentID string, img *store.Image) {
