@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -181,6 +182,7 @@ type imageCache struct {
 }
 
 type cachedImage struct {
+	key    string
 	raw    []byte
 	img    Image
 	listed uint64
@@ -209,14 +211,10 @@ func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 	err := b.ForEach(func(k, data []byte) error {
 		e := c.decoded[string(k)]
 		if e == nil || !bytes.Equal(e.raw, data) {
-			var img Image
-			if err := decode(data, &img); err != nil {
-				return fmt.Errorf("%s %s: %w", bucketImages, k, err)
-			}
 			if e != nil {
 				e.stale = true
 			}
-			e = &cachedImage{raw: bytes.Clone(data), img: img}
+			e = &cachedImage{key: string(k), raw: bytes.Clone(data)}
 			c.decoded[string(k)] = e
 			changed = append(changed, e)
 		}
@@ -224,7 +222,11 @@ func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 		seen++
 		return nil
 	})
+	if err == nil {
+		err = decodeAll(changed)
+	}
 	if err != nil {
+		c.decoded, c.sorted = nil, nil // partly decoded: start again
 		return nil, err
 	}
 	if len(c.decoded) > seen {
@@ -249,6 +251,26 @@ func (c *imageCache) list(b *bolt.Bucket) ([]Image, error) {
 		out[i] = e.img.Clone()
 	}
 	return out, nil
+}
+
+// decodeAll decodes the records, on every core when there are many (the
+// first list after a start decodes them all).
+func decodeAll(recs []*cachedImage) error {
+	workers := min(runtime.GOMAXPROCS(0), len(recs)/256+1)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(recs); i += workers {
+				if err := decode(recs[i].raw, &recs[i].img); err != nil {
+					errs[w] = fmt.Errorf("%s %s: %w", bucketImages, recs[i].key, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Clone copies img with its own items and maps.

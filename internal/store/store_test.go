@@ -291,3 +291,28 @@ func TestListImagesOrderAfterChanges(t *testing.T) {
 		})
 	}
 }
+
+// A record that does not decode fails the list with its id, and a list
+// after it is repaired sees every record again.
+func TestListImagesBadRecord(t *testing.T) {
+	s := openTemp(t)
+	var imgs []*Image
+	for i := range 600 { // enough to decode on several cores
+		img, _ := newImage(fmt.Sprintf("id%03d", i), "p", fmt.Sprintf("v%03d", i))
+		imgs = append(imgs, img)
+	}
+	require.NoError(t, s.CreateImages(imgs))
+	_, err := s.ListImages()
+	require.NoError(t, err)
+	put := func(data string) {
+		require.NoError(t, s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketImages).Put([]byte("id123"), []byte(data)) }))
+	}
+	put("{not json")
+	_, err = s.ListImages()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "images id123")
+	put(`{"id":"id123","product_id":"p","version_name":"v123"}`)
+	listed, err := s.ListImages()
+	require.NoError(t, err)
+	assert.Len(t, listed, 600)
+}
