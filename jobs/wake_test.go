@@ -50,12 +50,13 @@ func (r *reached) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// hooked returns a Redis client whose commands go through w, then past r.
+// hooked returns a Redis client whose commands go through w's hook for a
+// server of the hash queue, then past r.
 func hooked(t *testing.T, addr string, w *Waker, r *reached) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
-	c.AddHook(w)
+	c.AddHook(&serverHook{w: w, queues: []string{"hash"}})
 	c.AddHook(r)
 	return c
 }
@@ -188,14 +189,14 @@ func TestWakerKeepsANoticeDuringADequeue(t *testing.T) {
 // pollEvery makes it look again.
 func wakeServer(t *testing.T, addr string, w *Waker, queue string, h asynq.Handler) {
 	t.Helper()
-	srv, c := w.NewServer(&redis.Options{Addr: addr}, asynq.Config{
+	srv := w.NewServer(&redis.Options{Addr: addr}, asynq.Config{
 		Concurrency: 1, Queues: map[string]int{queue: 1}, LogLevel: asynq.FatalLevel,
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeJobResult, h)
 	mux.Handle(TypeHashImage, h)
 	require.NoError(t, srv.Start(mux))
-	t.Cleanup(func() { srv.Shutdown(); c.Close() })
+	t.Cleanup(srv.Shutdown)
 	require.Eventually(t, func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -327,4 +328,93 @@ func jobState(t *testing.T, e *env, id string) string {
 	j, err := e.Store.GetJob(id)
 	require.NoError(t, err)
 	return j.State
+}
+
+// TestWakerHoldsAnIdleDequeue: while every queue of a server is known
+// empty, its dequeue waits in the hook, and is let go by a notice (to
+// Redis), by the server stopping or by Listen ending (answered empty).
+func TestWakerHoldsAnIdleDequeue(t *testing.T) {
+	tests := []struct {
+		name    string
+		letGo   func(rdb *redis.Client, h *serverHook, stopListening func())
+		toRedis bool
+	}{
+		{"a notice", func(rdb *redis.Client, _ *serverHook, _ func()) {
+			require.NoError(t, rdb.Publish(context.Background(), wakeChannel, "hash").Err())
+		}, true},
+		{"the server stopping", func(_ *redis.Client, h *serverHook, _ func()) { h.release() }, false},
+		{"Listen ending", func(_ *redis.Client, _ *serverHook, stop func()) { stop() }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := miniredis.RunT(t)
+			w := NewWaker(time.Hour)
+			rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			t.Cleanup(func() { rdb.Close() })
+			ctx, cancel := context.WithCancel(context.Background())
+			listened := make(chan struct{})
+			go func() { defer close(listened); w.Listen(ctx, rdb) }()
+			stopListening := func() { cancel(); <-listened }
+			t.Cleanup(stopListening)
+			require.Eventually(t, func() bool {
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				return w.listening
+			}, 5*time.Second, 5*time.Millisecond, "the waker subscribes")
+
+			h := &serverHook{w: w, queues: []string{"hash"}}
+			r := &reached{}
+			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			t.Cleanup(func() { c.Close() })
+			c.AddHook(h)
+			c.AddHook(r)
+			require.NoError(t, dequeueScript.Load(ctx, c).Err())
+			require.ErrorIs(t, dequeueScript.Run(ctx, c, dequeueKeys("hash"), 1).Err(), redis.Nil)
+
+			before := r.n.Load()
+			done := make(chan error, 1)
+			go func() { done <- dequeueScript.Run(context.Background(), c, dequeueKeys("hash"), 1).Err() }()
+			select {
+			case err := <-done:
+				t.Fatalf("the dequeue of an idle server returned (%v): it polls", err)
+			case <-time.After(200 * time.Millisecond):
+			}
+			tt.letGo(rdb, h, stopListening)
+			select {
+			case err := <-done:
+				assert.ErrorIs(t, err, redis.Nil)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the dequeue is still held")
+			}
+			if tt.toRedis {
+				assert.Greater(t, r.n.Load(), before, "the announced queue is looked at")
+			} else {
+				assert.Equal(t, before, r.n.Load(), "answered empty")
+			}
+		})
+	}
+}
+
+// TestScheduledTaskIsAnnounced: a periodic task starts although its queue
+// is polled once a minute.
+func TestScheduledTaskIsAnnounced(t *testing.T) {
+	m := miniredis.RunT(t)
+	w := NewWaker(time.Minute)
+	rdb := listen(t, m.Addr(), w)
+	started := make(chan struct{}, 10)
+	wakeServer(t, m.Addr(), w, QueueSync, asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		started <- struct{}{}
+		return nil
+	}))
+	s := asynq.NewScheduler(asynq.RedisClientOpt{Addr: m.Addr()}, &asynq.SchedulerOpts{
+		LogLevel: asynq.FatalLevel, PostEnqueueFunc: AnnounceScheduled(rdb)})
+	_, err := s.Register("@every 1s", asynq.NewTask(TypeHashImage, nil, asynq.Queue(QueueSync)))
+	require.NoError(t, err)
+	require.NoError(t, s.Start())
+	t.Cleanup(s.Shutdown)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the scheduled task did not start")
+	}
 }

@@ -118,7 +118,7 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) (err error) {
 	tracker := progress.New(rdb)
 
 	if cmd == "all" || cmd == "worker" {
-		srv, srvRedis, tasks, err := startWorker(ctx, cfg, waker, rdb, b, tracker, queue, log)
+		srv, tasks, err := startWorker(ctx, cfg, waker, rdb, b, tracker, queue, log)
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,6 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) (err error) {
 			<-ctx.Done()
 			log.Info("Worker stopping")
 			srv.Shutdown()
-			_ = srvRedis.Close()
 			tasks.wait(log)
 			log.Info("Worker stopped")
 		}()
@@ -197,11 +196,9 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
-// startWorker starts the server of the worker queues. Its Redis client is
-// closed after its Shutdown.
 func startWorker(ctx context.Context, cfg *config.Config, waker *jobs.Waker, rdb *redis.Client, b *blobs.Store, tracker *progress.Tracker,
-	queue jobs.Enqueuer, log *slog.Logger) (*asynq.Server, *redis.Client, *runningTasks, error) {
-	srv, srvRedis := waker.NewServer(rdb.Options(), taskConfig(ctx, log, asynq.Config{
+	queue jobs.Enqueuer, log *slog.Logger) (*jobs.Server, *runningTasks, error) {
+	srv := waker.NewServer(rdb.Options(), taskConfig(ctx, log, asynq.Config{
 		Concurrency: cfg.WorkerConcurrency,
 		Queues:      jobs.WorkerQueues(),
 	}))
@@ -216,10 +213,10 @@ func startWorker(ctx context.Context, cfg *config.Config, waker *jobs.Waker, rdb
 		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log},
 		&jobs.ScrubHandler{Blobs: b, Progress: tracker, Results: queue, Log: log}, log)
 	if err := srv.Start(mux); err != nil {
-		_ = srvRedis.Close()
-		return nil, nil, nil, fmt.Errorf("start worker: %w", err)
+		srv.Shutdown() // closes its Redis client
+		return nil, nil, fmt.Errorf("start worker: %w", err)
 	}
-	return srv, srvRedis, tasks, nil
+	return srv, tasks, nil
 }
 
 func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, waker *jobs.Waker, rdb *redis.Client, queue jobs.Enqueuer,
@@ -280,7 +277,7 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 
 	// Results record one at a time (the images service orders them); the
 	// second slot keeps a long sync run from holding results back.
-	results, resultsRedis := waker.NewServer(rdb.Options(), taskConfig(ctx, log, asynq.Config{
+	results := waker.NewServer(rdb.Options(), taskConfig(ctx, log, asynq.Config{
 		Concurrency: 2,
 		Queues:      jobs.WebQueues(),
 	}))
@@ -291,13 +288,14 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log},
 		&jobs.PruneHandler{Store: st, Log: log}, log)
 	if err := results.Start(mux); err != nil {
-		_ = resultsRedis.Close()
+		results.Shutdown() // closes its Redis client
 		return fmt.Errorf("start result consumer: %w", err)
 	}
 	// Deferred after st.Close, so it runs first: a result being recorded
 	// finishes before the database closes.
-	defer func() { results.Shutdown(); _ = resultsRedis.Close(); tasks.wait(log) }()
-	scheduler := asynq.NewScheduler(connOpt, &asynq.SchedulerOpts{Logger: jobs.Logger(log), LogLevel: asynq.WarnLevel})
+	defer func() { results.Shutdown(); tasks.wait(log) }()
+	scheduler := asynq.NewScheduler(connOpt, &asynq.SchedulerOpts{Logger: jobs.Logger(log), LogLevel: asynq.WarnLevel,
+		PostEnqueueFunc: jobs.AnnounceScheduled(rdb)})
 	if _, err := scheduler.Register(fmt.Sprintf("@every %s", cfg.SyncInterval), jobs.NewSyncTask()); err != nil {
 		return fmt.Errorf("schedule sync: %w", err)
 	}
