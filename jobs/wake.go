@@ -24,10 +24,10 @@ const wakeChannel = "customstream:wake"
 // 1 s, 0.35–0.4 % with 5 s.
 const PollEvery = 5 * time.Second
 
-// TaskCheckInterval is how long an asynq server sleeps when all its queues
-// are empty, then 0.5–1.5 times that. It is short so an announced task
-// starts within tens of milliseconds; the Waker answers the checks between
-// two polls without Redis, so they cost no Lua dequeue.
+// TaskCheckInterval is how long (0.5–1.5 times) an asynq server sleeps
+// after its dequeue found every queue empty. Between polls the Waker holds
+// the dequeue instead, so this sleep only follows a poll; short, so a task
+// announced during it waits at most 30 ms.
 const TaskCheckInterval = 20 * time.Millisecond
 
 // announcingQueue enqueues tasks and announces each one's queue.
