@@ -112,7 +112,10 @@ func TestWakerAnswersEmptyQueues(t *testing.T) {
 			c.t = c.t.Add(PollEvery - time.Millisecond)
 			return false
 		}},
-		{"pollEvery later", func(_ *testing.T, _ *Waker, _ *redis.Client, c *fakeClock) bool { c.t = c.t.Add(PollEvery); return true }},
+		{"pollEvery later", func(_ *testing.T, _ *Waker, _ *redis.Client, c *fakeClock) bool {
+			c.t = c.t.Add(PollEvery)
+			return true
+		}},
 		{"a command that is no dequeue", func(t *testing.T, _ *Waker, c *redis.Client, _ *fakeClock) bool {
 			require.NoError(t, c.LPush(context.Background(), "asynq:{hash}:pending", "task").Err())
 			return false
