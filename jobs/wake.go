@@ -24,6 +24,11 @@ const wakeChannel = "customstream:wake"
 // 1 s, 0.35–0.4 % with 5 s.
 const PollEvery = 5 * time.Second
 
+// pollUnsubscribed is how often a Waker lets a server look at an empty
+// queue while it hears no notices (Listen not subscribed): asynq's own
+// cadence.
+const pollUnsubscribed = time.Second
+
 // TaskCheckInterval is how long (0.5–1.5 times) an asynq server sleeps
 // after its dequeue found every queue empty. Between polls the Waker holds
 // the dequeue instead, so this sleep only follows a poll; short, so a task
@@ -71,10 +76,11 @@ func announce(ctx context.Context, rdb redis.Cmdable, queue string) {
 // queues. asynq polls: when all its queues are empty it sleeps
 // TaskCheckInterval and dequeues again. The hook it puts on a server's
 // Redis client answers a dequeue from a queue found empty less than
-// pollEvery ago, with no task announced on it since, as empty without
-// Redis; and while Listen runs and all the server's queues are so, it holds
-// the dequeue until a notice or the first pollEvery ends. An idle server
-// thus sends one dequeue a queue per pollEvery and hardly wakes between.
+// pollEvery ago (1 s while Listen is not subscribed), with no task
+// announced on it since, as empty without Redis; and while all the
+// server's queues are so, it holds the dequeue until a notice or the first
+// of them is due. An idle server thus sends one dequeue a queue per
+// pollEvery and hardly wakes between.
 type Waker struct {
 	pollEvery time.Duration
 	now       func() time.Time
@@ -82,7 +88,7 @@ type Waker struct {
 	mu     sync.Mutex
 	queues map[string]*queueWake
 	// changed is closed, and replaced, when a notice arrives or Listen
-	// stops: held dequeues look again.
+	// starts or stops: held dequeues look again.
 	changed   chan struct{}
 	listening bool
 
@@ -140,8 +146,8 @@ func (s *Server) Shutdown() {
 }
 
 // Listen feeds the notices on wakeChannel to w until ctx ends. Until it
-// has subscribed, and once it ends, no dequeue is held: the servers poll
-// each queue every pollEvery, waking every TaskCheckInterval.
+// has subscribed, and once it ends, the servers look at each empty queue
+// every second, as asynq alone would.
 func (w *Waker) Listen(ctx context.Context, rdb *redis.Client) {
 	sub := rdb.Subscribe(ctx, wakeChannel)
 	defer sub.Close()
@@ -248,8 +254,8 @@ func (h *serverHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 // beforeDequeue tells whether a dequeue from queue can be answered as
 // empty, or else the time and wake count to record if Redis finds it empty.
-// While Listen runs and every queue of h's server is known empty, it waits
-// for a notice or the first of them to be due.
+// While every queue of h's server is known empty, it waits for a notice or
+// the first of them to be due.
 func (w *Waker) beforeDequeue(ctx context.Context, queue string, h *serverHook) (now time.Time, wakes uint64, skip bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -260,7 +266,7 @@ func (w *Waker) beforeDequeue(ctx context.Context, queue string, h *serverHook) 
 			return now, q.wakes, false
 		}
 		due, idle := w.firstDue(h.queues, now)
-		if !w.listening || !idle || h.released.Load() {
+		if !idle || h.released.Load() {
 			// Another queue of the round is due: let the round go on.
 			return now, q.wakes, true
 		}
@@ -290,10 +296,18 @@ func (w *Waker) queue(name string) *queueWake {
 	return q
 }
 
-// knownEmpty: a dequeue found q empty less than pollEvery ago and no task
+// knownEmpty: a dequeue found q empty less than w.every() ago and no task
 // was announced since; w.mu is held.
 func (w *Waker) knownEmpty(q *queueWake, now time.Time) bool {
-	return !q.emptyAt.IsZero() && now.Sub(q.emptyAt) < w.pollEvery && q.wakes == q.emptyWakes
+	return !q.emptyAt.IsZero() && now.Sub(q.emptyAt) < w.every() && q.wakes == q.emptyWakes
+}
+
+// every is how often an empty queue is looked at; w.mu is held.
+func (w *Waker) every() time.Duration {
+	if !w.listening {
+		return min(w.pollEvery, pollUnsubscribed)
+	}
+	return w.pollEvery
 }
 
 // firstDue returns when the first of queues is due for a poll, and whether
@@ -307,7 +321,7 @@ func (w *Waker) firstDue(queues []string, now time.Time) (due time.Time, idle bo
 		if !w.knownEmpty(q, now) {
 			return now, false
 		}
-		if at := q.emptyAt.Add(w.pollEvery); due.IsZero() || at.Before(due) {
+		if at := q.emptyAt.Add(w.every()); due.IsZero() || at.Before(due) {
 			due = at
 		}
 	}

@@ -51,14 +51,24 @@ func (r *reached) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 // hooked returns a Redis client whose commands go through w's hook for a
-// server of the hash queue, then past r.
+// server of the hash queue, then past r. The hook never holds a dequeue
+// (as for a stopping server), so each call answers at once.
 func hooked(t *testing.T, addr string, w *Waker, r *reached) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
-	c.AddHook(&serverHook{w: w, queues: []string{"hash"}})
+	h := &serverHook{w: w, queues: []string{"hash"}}
+	h.released.Store(true)
+	c.AddHook(h)
 	c.AddHook(r)
 	return c
+}
+
+// setListening sets w as if Listen were subscribed or not.
+func setListening(w *Waker, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.listening = on
 }
 
 // fakeClock is a clock the test moves.
@@ -116,6 +126,16 @@ func TestWakerAnswersEmptyQueues(t *testing.T) {
 			c.t = c.t.Add(PollEvery)
 			return true
 		}},
+		{"unsubscribed: a second later", func(_ *testing.T, w *Waker, _ *redis.Client, c *fakeClock) bool {
+			setListening(w, false)
+			c.t = c.t.Add(pollUnsubscribed)
+			return true
+		}},
+		{"unsubscribed: almost a second later", func(_ *testing.T, w *Waker, _ *redis.Client, c *fakeClock) bool {
+			setListening(w, false)
+			c.t = c.t.Add(pollUnsubscribed - time.Millisecond)
+			return false
+		}},
 		{"a command that is no dequeue", func(t *testing.T, _ *Waker, c *redis.Client, _ *fakeClock) bool {
 			require.NoError(t, c.LPush(context.Background(), "asynq:{hash}:pending", "task").Err())
 			return false
@@ -127,6 +147,7 @@ func TestWakerAnswersEmptyQueues(t *testing.T) {
 			clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 			w := NewWaker(PollEvery)
 			w.now = clock.now
+			setListening(w, true)
 			r := &reached{}
 			c := hooked(t, m.Addr(), w, r)
 			ctx := context.Background()
@@ -164,6 +185,7 @@ func TestWakerAnswersEmptyQueues(t *testing.T) {
 func TestWakerKeepsANoticeDuringADequeue(t *testing.T) {
 	m := miniredis.RunT(t)
 	w := NewWaker(time.Hour)
+	setListening(w, true)
 	var notice atomic.Bool
 	r := &reached{inFlight: func() {
 		if notice.Load() {
@@ -334,8 +356,9 @@ func jobState(t *testing.T, e *env, id string) string {
 }
 
 // TestWakerHoldsAnIdleDequeue: while every queue of a server is known
-// empty, its dequeue waits in the hook, and is let go by a notice (to
-// Redis), by the server stopping or by Listen ending (answered empty).
+// empty, its dequeue waits in the hook (here for an hour). A notice lets
+// it go to Redis, the server stopping answers it empty, and Listen ending
+// brings the poll back to once a second.
 func TestWakerHoldsAnIdleDequeue(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -346,7 +369,7 @@ func TestWakerHoldsAnIdleDequeue(t *testing.T) {
 			require.NoError(t, rdb.Publish(context.Background(), wakeChannel, "hash").Err())
 		}, true},
 		{"the server stopping", func(_ *redis.Client, h *serverHook, _ func()) { h.release() }, false},
-		{"Listen ending", func(_ *redis.Client, _ *serverHook, stop func()) { stop() }, false},
+		{"Listen ending", func(_ *redis.Client, _ *serverHook, stop func()) { stop() }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
