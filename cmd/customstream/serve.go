@@ -93,8 +93,17 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) (err error) {
 	}
 	rdb := redis.NewClient(redisOpt)
 	defer rdb.Close()
-	queue := asynq.NewClient(connOpt)
-	defer queue.Close()
+	asynqClient := asynq.NewClient(connOpt)
+	defer asynqClient.Close()
+	// Every task this process queues wakes the servers of its queue; the
+	// waker hears those notices for this process's own servers. Deferred
+	// after rdb.Close, so it stops first.
+	queue := jobs.Announce(asynqClient, rdb)
+	waker := jobs.NewWaker(jobs.PollEvery)
+	wakeCtx, stopWaking := context.WithCancel(ctx)
+	wakeDone := make(chan struct{})
+	go func() { defer close(wakeDone); waker.Listen(wakeCtx, rdb) }()
+	defer func() { stopWaking(); <-wakeDone }()
 	// Deferred after rdb.Close, so it runs first; and before the worker
 	// stops, so it runs after: the worker's last counts are sent.
 	defer metrics.FlushEvery(rdb, metricsFlushEvery, log)()
@@ -109,7 +118,7 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) (err error) {
 	tracker := progress.New(rdb)
 
 	if cmd == "all" || cmd == "worker" {
-		srv, tasks, err := startWorker(ctx, cfg, connOpt, rdb, b, tracker, queue, log)
+		srv, tasks, err := startWorker(ctx, cfg, waker, rdb, b, tracker, queue, log)
 		if err != nil {
 			return err
 		}
@@ -130,7 +139,7 @@ func serve(cmd string, cfg *config.Config, log *slog.Logger) (err error) {
 		<-ctx.Done()
 		return nil
 	}
-	return runWeb(ctx, cfg, connOpt, rdb, queue, b, tracker, log)
+	return runWeb(ctx, cfg, connOpt, waker, rdb, queue, b, tracker, log)
 }
 
 // taskConfig is the asynq configuration both kinds of server share: task
@@ -187,9 +196,9 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
-func startWorker(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, rdb *redis.Client, b *blobs.Store, tracker *progress.Tracker,
-	queue *asynq.Client, log *slog.Logger) (*asynq.Server, *runningTasks, error) {
-	srv := asynq.NewServer(connOpt, taskConfig(ctx, log, asynq.Config{
+func startWorker(ctx context.Context, cfg *config.Config, waker *jobs.Waker, rdb *redis.Client, b *blobs.Store, tracker *progress.Tracker,
+	queue jobs.Enqueuer, log *slog.Logger) (*jobs.Server, *runningTasks, error) {
+	srv := waker.NewServer(rdb.Options(), taskConfig(ctx, log, asynq.Config{
 		Concurrency: cfg.WorkerConcurrency,
 		Queues:      jobs.WorkerQueues(),
 	}))
@@ -199,18 +208,18 @@ func startWorker(ctx context.Context, cfg *config.Config, connOpt asynq.RedisCon
 	// Downloads follow the same proxy and redirect rules as catalog fetches.
 	client := upstream.New(upstream.Options{UserAgent: "customstream/" + version, AllowHosts: cfg.UpstreamAllow}).DownloadClient()
 	downloader := &mirror.Downloader{Client: client, Blobs: b, Parallel: cfg.DownloadParallel, Log: log}
-	results := jobs.NotifyResults(queue, rdb)
 	jobs.RegisterWorker(mux,
-		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: results, Log: log},
-		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: results, Log: log},
-		&jobs.ScrubHandler{Blobs: b, Progress: tracker, Results: results, Log: log}, log)
+		&jobs.HashHandler{Blobs: b, Progress: tracker, Results: queue, Log: log},
+		&jobs.MirrorHandler{Downloader: downloader, Progress: tracker, Results: queue, Log: log},
+		&jobs.ScrubHandler{Blobs: b, Progress: tracker, Results: queue, Log: log}, log)
 	if err := srv.Start(mux); err != nil {
+		srv.Shutdown() // closes its Redis client
 		return nil, nil, fmt.Errorf("start worker: %w", err)
 	}
 	return srv, tasks, nil
 }
 
-func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, rdb *redis.Client, queue *asynq.Client,
+func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt, waker *jobs.Waker, rdb *redis.Client, queue jobs.Enqueuer,
 	b *blobs.Store, tracker *progress.Tracker, log *slog.Logger) error {
 	st, err := store.Open(filepath.Join(cfg.DataDir, "customstream.db"), 5*time.Second)
 	if err != nil {
@@ -268,24 +277,25 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 
 	// Results record one at a time (the images service orders them); the
 	// second slot keeps a long sync run from holding results back.
-	results := asynq.NewServer(connOpt, taskConfig(ctx, log, asynq.Config{
+	results := waker.NewServer(rdb.Options(), taskConfig(ctx, log, asynq.Config{
 		Concurrency: 2,
 		Queues:      jobs.WebQueues(),
 	}))
 	mux := asynq.NewServeMux()
 	tasks := &runningTasks{}
 	mux.Use(tasks.middleware)
-	resultHandler := &jobs.ResultHandler{Images: svc, Queue: queue, Log: log}
-	jobs.RegisterWeb(mux, resultHandler,
+	jobs.RegisterWeb(mux, &jobs.ResultHandler{Images: svc, Queue: queue, Log: log},
 		&jobs.SyncHandler{Store: st, Catalog: catalogs, Images: svc, Queue: queue, Log: log},
 		&jobs.PruneHandler{Store: st, Log: log}, log)
 	if err := results.Start(mux); err != nil {
+		results.Shutdown() // closes its Redis client
 		return fmt.Errorf("start result consumer: %w", err)
 	}
 	// Deferred after st.Close, so it runs first: a result being recorded
 	// finishes before the database closes.
 	defer func() { results.Shutdown(); tasks.wait(log) }()
-	scheduler := asynq.NewScheduler(connOpt, &asynq.SchedulerOpts{Logger: jobs.Logger(log), LogLevel: asynq.WarnLevel})
+	scheduler := asynq.NewScheduler(connOpt, &asynq.SchedulerOpts{Logger: jobs.Logger(log), LogLevel: asynq.WarnLevel,
+		PostEnqueueFunc: jobs.AnnounceScheduled(rdb)})
 	if _, err := scheduler.Register(fmt.Sprintf("@every %s", cfg.SyncInterval), jobs.NewSyncTask()); err != nil {
 		return fmt.Errorf("schedule sync: %w", err)
 	}
@@ -308,15 +318,6 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 		}, log)
 	}()
 	defer func() { stopRequeue(); <-requeueDone }()
-	// Results the workers announce are recorded at once, not at the next
-	// poll of their queue; stopped, like the loop above, before bbolt closes.
-	listenCtx, stopListening := context.WithCancel(ctx)
-	listenDone := make(chan struct{})
-	go func() {
-		defer close(listenDone)
-		jobs.ListenResults(listenCtx, rdb, insp, resultHandler, log)
-	}()
-	defer func() { stopListening(); <-listenDone }()
 	if cfg.ScrubInterval > 0 {
 		began, err := st.ScheduleSince()
 		if err != nil {
