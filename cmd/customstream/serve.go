@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -266,10 +266,11 @@ func runWeb(ctx context.Context, cfg *config.Config, connOpt asynq.RedisConnOpt,
 	if err != nil {
 		return err
 	}
-	// Start-up garbage (argon2's 19 MiB work area, the first publish) goes
-	// back to the system now: an idle server's first collection comes
-	// only half a minute later.
-	debug.FreeOSMemory()
+	// Start-up garbage (argon2's 19 MiB work area, the first publish) is
+	// collected now, so the scavenger returns it while the server idles:
+	// an idle server's first collection comes only half a minute later.
+	// (FreeOSMemory here measured a slower catalog filter p99 later on.)
+	runtime.GC()
 	ln, err := listen(cfg)
 	if err != nil {
 		return err
