@@ -152,8 +152,6 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	lastDocs := p.docs
 	p.docs = nil
 	docs, files, skipped := plan(imgs)
-	// A version whose files cannot be linked (a blob gone, a path taken
-	// by a directory) is left out; it must not stop every other one.
 	// A publish that fails part way may have linked or written files that
 	// no set names: the next one looks at the whole tree again.
 	published := false
@@ -169,11 +167,19 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		}
 		p.onDisk = found
 	}
+	prev := p.previousIndex()
+	// The documents do not depend on the links unless one fails: they are
+	// written while the links are made (a full publish makes thousands),
+	// and written again without the versions left out in that rare case.
+	writing := p.startDocs(docs, lastDocs, prev, updated)
+	// A version whose files cannot be linked (a blob gone, a path taken
+	// by a directory) is left out; it must not stop every other one.
 	failed := p.linkAll(imgs, skipped)
-	for id, why := range failed {
-		skipped[id] = why
-	}
+	states, err := writing()
 	if len(failed) > 0 {
+		for id, why := range failed {
+			skipped[id] = why
+		}
 		kept := make([]store.Image, 0, len(imgs))
 		for _, img := range imgs {
 			if failed[img.ID] == "" {
@@ -185,6 +191,13 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		for id, why := range again {
 			skipped[id] = why
 		}
+		wasted := states
+		if states, err = p.startDocs(docs, lastDocs, prev, updated)(); err == nil {
+			p.removeWasted(wasted, states, lastDocs, prev)
+		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	for i := range imgs {
 		if why := skipped[imgs[i].ID]; why != "" {
@@ -197,25 +210,6 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	// documents and the index.
 	served := files
 	index := simplestreams.Index{Format: simplestreams.FormatIndex, Index: map[string]simplestreams.IndexEntry{}}
-	prev := p.previousIndex()
-	// The documents are independent files: each is written, synced and
-	// signed beside the others, and all before the index names them.
-	states := make([]*docState, len(docs))
-	errs := make([]error, len(docs))
-	var wg sync.WaitGroup
-	for i, doc := range docs {
-		wg.Go(func() {
-			last := lastDocs[doc.contentID]
-			if last == nil {
-				last = p.readDoc(doc.contentID, prev[doc.contentID])
-			}
-			states[i], errs[i] = p.writeProductDoc(doc, last, updated)
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
 	written := make(map[string]*docState, len(docs))
 	for i, doc := range docs {
 		st := states[i]
@@ -438,6 +432,52 @@ func (p *Publisher) previousIndex() map[string]*simplestreams.IndexEntry {
 		}
 	}
 	return out
+}
+
+// startDocs starts writing the product documents, each beside the others
+// (independent files, all written before the index names them); the
+// function it returns waits for them.
+func (p *Publisher) startDocs(docs []*docPlan, lastDocs map[string]*docState, prev map[string]*simplestreams.IndexEntry, updated string) func() ([]*docState, error) {
+	states := make([]*docState, len(docs))
+	errs := make([]error, len(docs))
+	var wg sync.WaitGroup
+	for i, doc := range docs {
+		wg.Go(func() {
+			last := lastDocs[doc.contentID]
+			if last == nil {
+				last = p.readDoc(doc.contentID, prev[doc.contentID])
+			}
+			states[i], errs[i] = p.writeProductDoc(doc, last, updated)
+		})
+	}
+	return func() ([]*docState, error) {
+		wg.Wait()
+		return states, errors.Join(errs...)
+	}
+}
+
+// removeWasted removes the product documents written for a plan that a
+// failed link changed, unless the final plan, the last publish or the
+// index on disk names them (a content-hash name: the same bytes).
+func (p *Publisher) removeWasted(wasted, final []*docState, lastDocs map[string]*docState, prev map[string]*simplestreams.IndexEntry) {
+	used := map[string]bool{}
+	for _, st := range final {
+		used[st.rel] = true
+	}
+	for _, st := range lastDocs {
+		used[st.rel] = true
+	}
+	for _, e := range prev {
+		used[e.Path] = true
+	}
+	for _, st := range wasted {
+		if st == nil || used[st.rel] {
+			continue
+		}
+		for _, rel := range []string{st.rel, signedPath(st.rel)} {
+			_ = os.Remove(filepath.Join(p.dir, filepath.FromSlash(rel)))
+		}
+	}
 }
 
 // docState is a product document as a publish wrote it (or found it on

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -240,6 +241,16 @@ func TestPublishLeavesOutABrokenVersionOnly(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(f.pub.Dir(), a.Items[0].Path))
 	require.NoError(t, err)
 	assert.Equal(t, "kernel 20260101.01", string(data), "a's file is not replaced")
+	// The documents written, while linking, with b in them are gone.
+	entries, err := os.ReadDir(filepath.Join(f.pub.Dir(), StreamsDir))
+	require.NoError(t, err)
+	named := map[string]bool{path.Base(IndexPath): true, path.Base(ProductsPath): true}
+	for _, e := range rep.Index.Index {
+		named[path.Base(e.Path)] = true
+	}
+	for _, e := range entries {
+		assert.True(t, named[e.Name()], "%s is named by the index", e.Name())
+	}
 }
 
 func TestPublishTakesProductFieldsFromTheNewestVersion(t *testing.T) {
