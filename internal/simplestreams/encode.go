@@ -39,18 +39,11 @@ const productDepth = 2
 
 func (p Products) appendDoc(b []byte, f format, product func(id string) []byte) []byte {
 	b = append(b, '{')
-	b = f.key(b, 1, "content_id")
-	b = appendString(b, p.ContentID)
-	b = append(b, ',')
-	b = f.key(b, 1, "datatype")
-	b = appendString(b, p.DataType)
-	b = append(b, ',')
-	b = f.key(b, 1, "format")
-	b = appendString(b, p.Format)
-	b = append(b, ',')
-	b = f.key(b, 1, "updated")
-	b = appendString(b, p.Updated)
-	b = append(b, ',')
+	for _, field := range [...][2]string{{"content_id", p.ContentID}, {"datatype", p.DataType}, {"format", p.Format}, {"updated", p.Updated}} {
+		b = f.key(b, 1, field[0])
+		b = appendString(b, field[1])
+		b = append(b, ',')
+	}
 	b = f.key(b, 1, "products")
 	b = appendMap(b, f, 1, p.Products, func(b []byte, id string, prod Product) []byte {
 		if product != nil {
