@@ -1,6 +1,6 @@
 // Package publish turns the image records into a simplestreams tree under
-// DATA/publish, atomically: item files are hard-linked from the blob store,
-// product files are written next, under names that hold their content's
+// DATA/publish, atomically: item files are hard-linked from the blob store
+// while product files are written, under names that hold their content's
 // hash, and the index last; its rename is the one moment the stream changes,
 // so a crash at any point leaves the old stream or the new one on disk.
 // Product files the index no longer names stay for docGrace, for clients
