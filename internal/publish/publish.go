@@ -176,20 +176,35 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	// by a directory) is left out; it must not stop every other one.
 	failed := p.linkAll(imgs, skipped)
 	states, err := writing()
+	// linkedOut are the files of the versions left out: some of them were
+	// linked before another failed, and no set names them for prune.
+	var linkedOut map[string]Entry
 	if len(failed) > 0 {
-		for id, why := range failed {
-			skipped[id] = why
-		}
-		kept := make([]store.Image, 0, len(imgs))
-		for _, img := range imgs {
-			if failed[img.ID] == "" {
-				kept = append(kept, img)
+		left := map[string]string{}
+		kept := imgs
+		for len(failed) > 0 {
+			maps.Copy(left, failed)
+			kept = slices.DeleteFunc(slices.Clone(kept), func(img store.Image) bool { return failed[img.ID] != "" })
+			hid := skipped
+			docs, files, skipped = plan(kept)
+			// A version that shared a path with one left out was itself
+			// left out, and is in the stream now: its files are not linked.
+			var unhidden []store.Image
+			for _, img := range kept {
+				if hid[img.ID] != "" && skipped[img.ID] == "" {
+					unhidden = append(unhidden, img)
+				}
 			}
+			failed = p.linkAll(unhidden, skipped)
 		}
-		var again map[string]string
-		docs, files, again = plan(kept)
-		for id, why := range again {
-			skipped[id] = why
+		maps.Copy(skipped, left)
+		linkedOut = map[string]Entry{}
+		for i := range imgs {
+			if left[imgs[i].ID] != "" {
+				for _, it := range imgs[i].Items {
+					linkedOut[it.Path] = Entry{}
+				}
+			}
 		}
 		wasted := states
 		if states, err = p.startDocs(docs, lastDocs, prev, updated)(); err == nil {
@@ -237,7 +252,7 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	}
 	now := fileSet{indexes, served}
 	p.files.Store(&now)
-	if err := p.prune(now); err != nil {
+	if err := p.prune(append(fileSet{linkedOut}, p.onDisk...), now); err != nil {
 		return nil, err
 	}
 	p.onDisk, published = now, true
@@ -879,11 +894,11 @@ func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
-// prune removes every file under the tree that keep does not name, and the
-// directories that leaves empty: after the first publish, only what the
-// last publish kept can be there.
-func (p *Publisher) prune(keep fileSet) error {
-	for _, layer := range p.onDisk {
+// prune removes every file of was (what may be in the tree) that keep does
+// not name, and the directories that leaves empty: after the first publish,
+// only what the last publish kept, or this one linked, can be there.
+func (p *Publisher) prune(was, keep fileSet) error {
+	for _, layer := range was {
 		for rel := range layer {
 			if _, ok := keep.lookup(rel); ok {
 				continue

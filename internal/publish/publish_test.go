@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -603,4 +604,48 @@ func TestFirstPublishRemovesLeftovers(t *testing.T) {
 		assert.FileExists(t, filepath.Join(f.pub.Dir(), it.Path))
 	}
 	assert.True(t, f.validate(t).OK())
+}
+
+func TestPublishLinksAVersionThatAFailedOneHid(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	require.NoError(t, f.blobs.Remove(a.Items[0].SHA256))
+	// d claims a's kernel path for other content: left out while a holds
+	// it, published once a is left out, so its file must be linked.
+	d := f.singleImage(t, "d", "20260102.01")
+	d.Items[0].Path = a.Items[0].Path
+
+	res, err := f.pub.Publish([]store.Image{a, d})
+	require.NoError(t, err)
+	assert.Contains(t, res.Skipped["a"], "blob")
+	assert.Equal(t, 1, res.Versions)
+	assert.NotContains(t, res.Skipped, "d", "d is published")
+	assert.True(t, f.validate(t).OK())
+	data, err := os.ReadFile(filepath.Join(f.pub.Dir(), d.Items[0].Path))
+	require.NoError(t, err)
+	assert.Equal(t, "tarball 20260102.01", string(data))
+}
+
+func TestPublishRemovesTheLinksOfAVersionLeftOut(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	_, err := f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	b := f.bootImage(t, "b", "20260102.01", store.StatusReady)
+	require.NoError(t, f.blobs.Remove(b.Items[0].SHA256))
+
+	res, err := f.pub.Publish([]store.Image{a, b})
+	require.NoError(t, err)
+	assert.Contains(t, res.Skipped["b"], "blob")
+	// b's other files were linked before its kernel failed: no set names
+	// them, so only this publish can remove them (they would keep b's
+	// blobs on disk after the blob store frees them).
+	for _, it := range b.Items[1:] {
+		_, err := os.Stat(filepath.Join(f.pub.Dir(), it.Path))
+		assert.ErrorIs(t, err, fs.ErrNotExist, it.Path)
+	}
+	_, err = f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(f.pub.Dir(), path.Dir(b.Items[1].Path)))
+	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
