@@ -87,6 +87,10 @@ type Publisher struct {
 	// version (with 5,000 versions that took most of a publish); the first
 	// publish after a start checks the whole tree.
 	onDisk fileSet
+	// served is the set the last good publish served. A publish switches
+	// from it, not from what a failed one left: each failure would add a
+	// layer, with its documents, for as long as publishes keep failing.
+	served fileSet
 	// docs is each product document as the last publish wrote it, by
 	// content id: a publish encodes only the products whose versions
 	// changed, and compares and signs from memory. Nil after a failed
@@ -243,8 +247,8 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	p.keepRetired(prev, served)
 	// While the index switches, serve both the old and the new files: the
 	// old index until the new one is in place. (A failed publish leaves
-	// this set; the next adds a layer to it.)
-	switching := append(fileSet{served}, *p.files.Load()...)
+	// this set; the next switches from the last good one again.)
+	switching := append(fileSet{served}, p.served...)
 	p.files.Store(&switching)
 	indexes, err := p.writeIndex(&index, updated)
 	if err != nil {
@@ -252,6 +256,7 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	}
 	now := fileSet{indexes, served}
 	p.files.Store(&now)
+	p.served = now
 	if err := p.prune(append(fileSet{linkedOut}, p.onDisk...), now); err != nil {
 		return nil, err
 	}

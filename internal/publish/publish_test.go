@@ -649,3 +649,27 @@ func TestPublishRemovesTheLinksOfAVersionLeftOut(t *testing.T) {
 	_, err = os.Stat(filepath.Join(f.pub.Dir(), path.Dir(b.Items[1].Path)))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
+
+func TestFailingPublishesDoNotPileUpServedFiles(t *testing.T) {
+	f := newFixture(t)
+	a := f.bootImage(t, "a", "20260101.01", store.StatusReady)
+	_, err := f.pub.Publish([]store.Image{a})
+	require.NoError(t, err)
+	index, ok := f.pub.Lookup(IndexPath)
+	require.True(t, ok)
+	// A directory where the index goes: every publish fails at the index.
+	dst := filepath.Join(f.pub.Dir(), IndexPath)
+	require.NoError(t, os.Remove(dst))
+	require.NoError(t, os.MkdirAll(dst, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "x"), []byte("x"), 0o644))
+	b := f.bootImage(t, "b", "20260102.01", store.StatusReady)
+	for range 5 {
+		_, err := f.pub.Publish([]store.Image{a, b})
+		require.Error(t, err)
+		// The last good set and the failed publish's files: no more.
+		assert.Equal(t, 3, len(*f.pub.files.Load()))
+		e, ok := f.pub.Lookup(IndexPath)
+		require.True(t, ok)
+		assert.Equal(t, index.SHA256, e.SHA256, "the last good index is served")
+	}
+}
