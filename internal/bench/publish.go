@@ -111,7 +111,7 @@ func newPublishFixture(dir string, n int) (*publishFixture, error) {
 	}
 	fx.st = st
 	if err := fx.fill(n); err != nil {
-		st.Close()
+		fx.close()
 		return nil, err
 	}
 	return fx, nil
@@ -202,10 +202,19 @@ func (fx *publishFixture) treeFloor() (time.Duration, error) {
 }
 
 // fresh moves the published tree aside (see treeFloor) and starts a new
-// publisher on an empty one.
+// publisher on an empty one, with the database opened again: as after a
+// start, no record is decoded yet.
 func (fx *publishFixture) fresh() error {
+	if err := fx.st.Close(); err != nil {
+		return err
+	}
+	st, err := store.Open(filepath.Join(fx.dir, "customstream.db"), time.Second)
+	if err != nil {
+		return err
+	}
+	fx.st = st
 	fx.trees++
-	err := os.Rename(filepath.Join(fx.dir, "publish"), filepath.Join(fx.dir, fmt.Sprintf("publish-%d", fx.trees)))
+	err = os.Rename(filepath.Join(fx.dir, "publish"), filepath.Join(fx.dir, fmt.Sprintf("publish-%d", fx.trees)))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

@@ -271,6 +271,14 @@ func TestCollectWalksOnlyWhenABlobMayBeUnused(t *testing.T) {
 			second, job2 := e.upload(t, bootMeta())
 			require.NoError(t, e.svc.RecordResult(job2.ID, e.hashAll(t, second)))
 		}, true},
+		{"a publish after the walk", func() {
+			orphan = commit("an orphan after the walk")
+			require.NoError(t, e.svc.Republish())
+		}, false},
+		{"a job canceled", func() {
+			_, job := e.upload(t, bootMeta())
+			require.NoError(t, e.svc.Cancel(job.ID))
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -135,8 +135,8 @@ func (p *Publisher) Lookup(rel string) (Entry, bool) { return p.files.Load().loo
 // of the last.
 type fileSet []map[string]Entry
 
-func (fs fileSet) lookup(rel string) (Entry, bool) {
-	for _, layer := range fs {
+func (set fileSet) lookup(rel string) (Entry, bool) {
+	for _, layer := range set {
 		if e, ok := layer[rel]; ok {
 			return e, true
 		}
@@ -211,8 +211,20 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 			}
 		}
 		wasted := states
+		for _, st := range wasted {
+			if st != nil {
+				st.discardStaged()
+			}
+		}
 		if states, err = p.startDocs(docs, lastDocs, prev, updated)(); err == nil {
 			p.removeWasted(wasted, states, lastDocs, prev)
+		}
+	}
+	for _, st := range states {
+		if err == nil {
+			err = st.commitStaged() // every link is made: products.json may name them
+		} else if st != nil {
+			st.discardStaged()
 		}
 	}
 	if err != nil {
@@ -254,13 +266,13 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := fileSet{indexes, served}
-	p.files.Store(&now)
-	p.served = now
-	if err := p.prune(append(fileSet{linkedOut}, p.onDisk...), now); err != nil {
+	next := fileSet{indexes, served}
+	p.files.Store(&next)
+	p.served = next
+	if err := p.prune(append(fileSet{linkedOut}, p.onDisk...), next); err != nil {
 		return nil, err
 	}
-	p.onDisk, published = now, true
+	p.onDisk, published = next, true
 	p.docs = written
 	versions := 0
 	for _, doc := range docs {
@@ -511,6 +523,51 @@ type docState struct {
 	// products are the document's products, each with the bytes it was
 	// encoded to and copies of the versions it was built from.
 	products map[string]*encodedProduct
+
+	mu     sync.Mutex
+	staged []stagedFile // written, not yet renamed into place
+}
+
+// stagedFile is a document written and synced under a temporary name.
+type stagedFile struct{ tmp, dst string }
+
+// stage writes data for dst to a temporary file that commitStaged renames.
+func (st *docState) stage(dst string, data []byte) error {
+	tmp, err := writeTemp(dst, data, 0o644)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.staged = append(st.staged, stagedFile{tmp, dst})
+	return nil
+}
+
+// commitStaged renames the staged files into place.
+func (st *docState) commitStaged() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i, f := range st.staged {
+		if err := commitTemp(f.tmp, f.dst); err != nil {
+			for _, rest := range st.staged[i+1:] {
+				os.Remove(rest.tmp)
+			}
+			st.staged = nil
+			return err
+		}
+	}
+	st.staged = nil
+	return nil
+}
+
+// discardStaged removes the staged files.
+func (st *docState) discardStaged() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, f := range st.staged {
+		os.Remove(f.tmp)
+	}
+	st.staged = nil
 }
 
 type encodedProduct struct {
@@ -590,7 +647,7 @@ func (p *Publisher) writeProductDoc(plan *docPlan, last *docState, now string) (
 			st.rel, st.updated, st.data, st.entry = last.rel, last.updated, last.data, last.entry
 			st.signed = last.signed
 			if p.sign != nil && st.signed == nil {
-				se, err := p.writeSigned(signedPath(st.rel), st.data, false)
+				se, err := p.writeSigned(signedPath(st.rel), st.data, false, writeFile)
 				if err != nil {
 					return nil, err
 				}
@@ -609,11 +666,18 @@ func (p *Publisher) writeProductDoc(plan *docPlan, last *docState, now string) (
 	// The file is written and synced while its signed copy is made.
 	var written sync.WaitGroup
 	var err error
-	written.Go(func() { err = WriteFileAtomic(filepath.Join(p.dir, filepath.FromSlash(st.rel)), st.data, 0o644) })
+	// A content-hash name is part of the stream only once the index names
+	// it. products.json, at a fixed path, waits for the links: Publish
+	// renames it into place after them.
+	write := writeFile
+	if st.rel == ProductsPath {
+		write = st.stage
+	}
+	written.Go(func() { err = write(filepath.Join(p.dir, filepath.FromSlash(st.rel)), st.data) })
 	var signErr error
 	if p.sign != nil {
 		var se Entry
-		se, signErr = p.writeSigned(signedPath(st.rel), st.data, true)
+		se, signErr = p.writeSigned(signedPath(st.rel), st.data, true, write)
 		st.signed = &se
 	}
 	written.Wait()
@@ -759,7 +823,7 @@ func signedPath(rel string) string {
 
 // writeSigned clearsigns data into rel. An unchanged document keeps its
 // signed copy, so a republish of the same records changes no byte.
-func (p *Publisher) writeSigned(rel string, data []byte, changed bool) (Entry, error) {
+func (p *Publisher) writeSigned(rel string, data []byte, changed bool, write func(dst string, data []byte) error) (Entry, error) {
 	dst := filepath.Join(p.dir, filepath.FromSlash(rel))
 	if !changed {
 		if old, err := os.ReadFile(dst); err == nil && p.signedMatches(old, data) {
@@ -772,7 +836,7 @@ func (p *Publisher) writeSigned(rel string, data []byte, changed bool) (Entry, e
 	}
 	// Hashed for its ETag while it is written.
 	var written sync.WaitGroup
-	written.Go(func() { err = WriteFileAtomic(dst, signed, 0o644) })
+	written.Go(func() { err = write(dst, signed) })
 	e := entryOf(signed)
 	written.Wait()
 	return e, err
@@ -829,7 +893,7 @@ func (p *Publisher) writeIndex(index *simplestreams.Index, now string) (map[stri
 		var signed []byte
 		if signed, signErr = marshalDoc(&signedIndex); signErr == nil {
 			var se Entry
-			se, signErr = p.writeSigned(SignedIndexPath, signed, changed)
+			se, signErr = p.writeSigned(SignedIndexPath, signed, changed, writeFile)
 			entries[SignedIndexPath] = se
 		}
 	}
@@ -869,9 +933,19 @@ func keptEntryOf(dst string, data []byte) Entry {
 // WriteFileAtomic writes data to dst with mode perm through a synced
 // temporary file and a rename, so readers see the old or the new content.
 func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
+	tmp, err := writeTemp(dst, data, perm)
+	if err != nil {
+		return err
+	}
+	return commitTemp(tmp, dst)
+}
+
+// writeTemp writes data with mode perm to a synced temporary file beside
+// dst, for commitTemp.
+func writeTemp(dst string, data []byte, perm os.FileMode) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
+		return "", fmt.Errorf("write %s: %w", dst, err)
 	}
 	tmp := f.Name()
 	_, werr := f.Write(data)
@@ -884,12 +958,18 @@ func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
 	if werr == nil {
 		werr = os.Chmod(tmp, perm)
 	}
-	if werr == nil {
-		werr = os.Rename(tmp, dst)
-	}
 	if werr != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", dst, werr)
+		return "", fmt.Errorf("write %s: %w", dst, werr)
+	}
+	return tmp, nil
+}
+
+// commitTemp renames a file writeTemp wrote to dst.
+func commitTemp(tmp, dst string) error {
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	// The rename itself survives a power loss only once the directory is synced.
 	if d, err := os.Open(filepath.Dir(dst)); err == nil {
@@ -898,6 +978,9 @@ func WriteFileAtomic(dst string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// writeFile writes a document at once (see WriteFileAtomic).
+func writeFile(dst string, data []byte) error { return WriteFileAtomic(dst, data, 0o644) }
 
 // prune removes every file of was (what may be in the tree) that keep does
 // not name, and the directories that leaves empty: after the first publish,
