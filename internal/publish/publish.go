@@ -543,20 +543,24 @@ func (st *docState) stage(dst string, data []byte) error {
 	return nil
 }
 
-// commitStaged renames the staged files into place.
+// commitStaged renames the staged files into place, then syncs their
+// directory once.
 func (st *docState) commitStaged() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for i, f := range st.staged {
-		if err := commitTemp(f.tmp, f.dst); err != nil {
-			for _, rest := range st.staged[i+1:] {
+	staged := st.staged
+	st.staged = nil
+	for i, f := range staged {
+		if err := os.Rename(f.tmp, f.dst); err != nil {
+			for _, rest := range staged[i:] {
 				os.Remove(rest.tmp)
 			}
-			st.staged = nil
-			return err
+			return fmt.Errorf("write %s: %w", f.dst, err)
 		}
 	}
-	st.staged = nil
+	if len(staged) > 0 {
+		syncDir(filepath.Dir(staged[0].dst))
+	}
 	return nil
 }
 
@@ -971,12 +975,17 @@ func commitTemp(tmp, dst string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
-	// The rename itself survives a power loss only once the directory is synced.
-	if d, err := os.Open(filepath.Dir(dst)); err == nil {
+	syncDir(filepath.Dir(dst))
+	return nil
+}
+
+// syncDir syncs a directory: a rename in it survives a power loss only
+// once it is synced.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 // writeFile writes a document at once (see WriteFileAtomic).
