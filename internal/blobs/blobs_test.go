@@ -1,12 +1,15 @@
 package blobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -178,4 +181,28 @@ func mustStat(t *testing.T, path string) os.FileInfo {
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	return fi
+}
+
+// HashReader reads ahead while it hashes: every size around the buffers'
+// edges gives the sum and length of the whole, and progress ends there.
+func TestHashReaderSizes(t *testing.T) {
+	for _, size := range []int{0, 1, hashBufSize - 1, hashBufSize, hashBufSize + 1, hashBuffers * hashBufSize, 7*hashBufSize + 12345} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			data := make([]byte, size)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			var last int64
+			sum, n, err := HashReader(context.Background(), bytes.NewReader(data), func(done int64) {
+				assert.Greater(t, done, last)
+				last = done
+			})
+			require.NoError(t, err)
+			assert.Equal(t, sumOf(data), sum)
+			assert.EqualValues(t, size, n)
+			assert.EqualValues(t, size, last)
+		})
+	}
+	_, _, err := HashReader(context.Background(), iotest.TimeoutReader(bytes.NewReader(make([]byte, 3*hashBufSize))), nil)
+	assert.ErrorIs(t, err, iotest.ErrTimeout, "a read error ends the hash")
 }
