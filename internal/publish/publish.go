@@ -171,7 +171,8 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 		}
 		p.onDisk = found
 	}
-	prev := p.previousIndex()
+	lastIndex := p.readIndex()
+	prev := lastIndex.entries
 	// The documents do not depend on the links unless one fails: they are
 	// written while the links are made (a full publish makes thousands),
 	// and written again without the versions left out in that rare case.
@@ -262,7 +263,7 @@ func (p *Publisher) Publish(imgs []store.Image) (*Result, error) {
 	// this set; the next switches from the last good one again.)
 	switching := append(fileSet{served}, p.served...)
 	p.files.Store(&switching)
-	indexes, err := p.writeIndex(&index, updated)
+	indexes, err := p.writeIndex(&index, lastIndex, updated)
 	if err != nil {
 		return nil, err
 	}
@@ -445,10 +446,18 @@ func docPath(contentID, sum string) string {
 	return path.Join(StreamsDir, contentID+"."+sum[:12]+".json")
 }
 
-// previousIndex returns the entries of the index on disk, by content id; an
-// unreadable index is no previous generation.
-func (p *Publisher) previousIndex() map[string]*simplestreams.IndexEntry {
-	out := map[string]*simplestreams.IndexEntry{}
+// diskIndex is index.json as found on disk: its bytes, its `updated`, and
+// the product files it names, by content id. Read once per publish.
+type diskIndex struct {
+	data    []byte
+	updated string
+	entries map[string]*simplestreams.IndexEntry
+}
+
+// readIndex reads index.json; an unreadable index is no previous
+// generation.
+func (p *Publisher) readIndex() diskIndex {
+	out := diskIndex{entries: map[string]*simplestreams.IndexEntry{}}
 	data, err := os.ReadFile(filepath.Join(p.dir, filepath.FromSlash(IndexPath)))
 	if err != nil {
 		return out
@@ -457,10 +466,11 @@ func (p *Publisher) previousIndex() map[string]*simplestreams.IndexEntry {
 	if json.Unmarshal(data, &index) != nil {
 		return out
 	}
+	out.data, out.updated = data, index.Updated
 	for id, entry := range index.Index {
 		if strings.HasPrefix(entry.Path, StreamsDir+"/") && !strings.Contains(entry.Path, "..") {
 			entry := entry
-			out[id] = &entry
+			out.entries[id] = &entry
 		}
 	}
 	return out
@@ -853,24 +863,19 @@ func (p *Publisher) signedMatches(signed, data []byte) bool {
 	return err == nil && bytes.Equal(bytes.TrimRight(payload, "\r\n"), bytes.TrimRight(data, "\r\n"))
 }
 
-// writeIndex writes index.json and, with a signer, index.sjson beside it,
-// and returns their entries. The signed index names the signed product
+// writeIndex writes index.json (last is the one on disk) and, with a
+// signer, index.sjson beside it, and returns their entries. The signed index names the signed product
 // files: a client that starts from it checks a signature on everything it
 // reads. An index whose content is unchanged keeps its file and its old
 // `updated` value, so clients see `updated` move only when something did.
-func (p *Publisher) writeIndex(index *simplestreams.Index, now string) (map[string]Entry, error) {
+func (p *Publisher) writeIndex(index *simplestreams.Index, last diskIndex, now string) (map[string]Entry, error) {
 	dst := filepath.Join(p.dir, filepath.FromSlash(IndexPath))
 	var data []byte
 	changed := true
-	if old, err := os.ReadFile(dst); err == nil {
-		var prev struct {
-			Updated string `json:"updated"`
-		}
-		if json.Unmarshal(old, &prev) == nil && prev.Updated != "" {
-			index.Updated = prev.Updated
-			if again, err := marshalDoc(index); err == nil && bytes.Equal(old, again) {
-				data, changed = old, false
-			}
+	if last.updated != "" {
+		index.Updated = last.updated
+		if again, err := marshalDoc(index); err == nil && bytes.Equal(last.data, again) {
+			data, changed = last.data, false
 		}
 	}
 	entries := map[string]Entry{}
