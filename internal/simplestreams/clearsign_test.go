@@ -310,3 +310,34 @@ func TestClearsignMatchesGoCrypto(t *testing.T) {
 		}
 	}
 }
+
+// Ed25519 keys sign with SHA-256 (fast with the CPU's SHA extensions);
+// keys on curves that need a longer hash get SHA-512. The header names
+// the digest, and the signature packet uses it.
+func TestClearsignDigest(t *testing.T) {
+	p384, err := openpgp.NewEntity("customstream test", "", "test@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoECDSA, Curve: packet.CurveNistP384})
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		key  *openpgp.Entity
+		want crypto.Hash
+		head string
+	}{
+		{"Ed25519", newTestKey(t, nil), crypto.SHA256, "Hash: SHA256"},
+		{"P-384", p384, crypto.SHA512, "Hash: SHA512"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			signed, err := Clearsign([]byte(testPayload), tt.key)
+			require.NoError(t, err)
+			assert.Contains(t, string(signed), "\n"+tt.head+"\n")
+			block, _ := pgpclearsign.Decode(signed)
+			require.NotNil(t, block)
+			p, err := packet.Read(block.ArmoredSignature.Body)
+			require.NoError(t, err)
+			sig, ok := p.(*packet.Signature)
+			require.True(t, ok)
+			assert.Equal(t, tt.want, sig.Hash)
+		})
+	}
+}
