@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/customstream/customstream/internal/blobs"
@@ -144,7 +143,7 @@ func (fx *publishFixture) fill(n int) error {
 // before is flushed first: its write-back would otherwise compete with the
 // publish for the file system journal.
 func (fx *publishFixture) timedPublish() (time.Duration, error) {
-	syscall.Sync()
+	syncDisks()
 	start := time.Now()
 	err := fx.svc.Republish()
 	return time.Since(start), err
@@ -163,7 +162,7 @@ func (fx *publishFixture) treeFloor() (time.Duration, error) {
 	// option (this machine's /), a deletion slows the file system for
 	// seconds after it, and would slow the next measurement.
 	dir := filepath.Join(fx.dir, fmt.Sprintf("floor-%d", fx.trees))
-	syscall.Sync()
+	syncDisks()
 	start := time.Now()
 	items := make(chan store.Item)
 	errs := make(chan error, 8)

@@ -11,8 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/customstream/customstream/internal/units"
@@ -197,4 +197,4 @@ func (r *run) uploadAndHash(ctx context.Context) error {
 
 // syncDisks writes dirty pages out, so one measurement does not pay for the
 // previous one's writes.
-func syncDisks() { _ = exec.Command("sync").Run() }
+func syncDisks() { syscall.Sync() }
